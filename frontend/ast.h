@@ -142,8 +142,8 @@ int fe_expand_word(const char *word, char escape, const struct fe_vars *vars, ch
                    struct kn_error **err);
 /* Splits on unquoted whitespace, then expands each word (quotes removed);
  * used for EXPOSE, VOLUME, COPY/ADD sources, FROM. */
-int fe_expand_words(const char *text, char escape, const struct fe_vars *vars,
-                    struct kn_strv *out, struct kn_error **err);
+int fe_expand_words(const char *text, char escape, const struct fe_vars *vars, struct kn_strv *out,
+                    struct kn_error **err);
 /* Expands variables but keeps quotes and escapes as written (heredoc bodies
  * with an unquoted delimiter, RUN is NOT expanded: the shell does that). */
 int fe_expand_keep_quotes(const char *text, char escape, const struct fe_vars *vars, char **out,

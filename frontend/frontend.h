@@ -34,19 +34,19 @@ struct fe_named_context {
 };
 
 struct fe_request {
-    const char *context_dir;   /* the build context directory */
-    const char *file_name;     /* the name used in messages ("Dockerfile") */
-    const char *data;          /* the definition's bytes (a Dockerfile, IR JSON) */
+    const char *context_dir; /* the build context directory */
+    const char *file_name;   /* the name used in messages ("Dockerfile") */
+    const char *data;        /* the definition's bytes (a Dockerfile, IR JSON) */
     size_t len;
-    const char *target;        /* stage to build, NULL for the last one */
-    char *const *build_args;   /* "KEY=VALUE" or "KEY" (value from the environment) */
+    const char *target;      /* stage to build, NULL for the last one */
+    char *const *build_args; /* "KEY=VALUE" or "KEY" (value from the environment) */
     size_t nbuild_args;
-    const char *platform;      /* target platform "os/arch[/variant]", NULL = build platform */
+    const char *platform; /* target platform "os/arch[/variant]", NULL = build platform */
     const struct fe_named_context *contexts;
     size_t ncontexts;
-    char *const *labels;       /* extra "KEY=VALUE" labels for the image config */
+    char *const *labels; /* extra "KEY=VALUE" labels for the image config */
     size_t nlabels;
-    const char *dockerignore;  /* contents of the .dockerignore to apply, NULL for none */
+    const char *dockerignore; /* contents of the .dockerignore to apply, NULL for none */
     size_t dockerignore_len;
     const struct fe_resolver *resolver; /* NULL: lower without base configs (--no-resolve) */
 };

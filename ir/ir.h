@@ -103,16 +103,16 @@ struct ir_exec {
 enum ir_file_kind { IR_FILE_COPY, IR_FILE_MKDIR, IR_FILE_MKFILE, IR_FILE_RM, IR_FILE_SYMLINK };
 
 enum ir_file_flags {
-    IR_FF_FOLLOW_SYMLINKS = 1 << 0,    /* copy: follow a symlink given as source */
-    IR_FF_DIR_CONTENTS = 1 << 1,       /* copy: a directory source copies its contents */
-    IR_FF_WILDCARD = 1 << 2,           /* copy: src is a glob pattern */
+    IR_FF_FOLLOW_SYMLINKS = 1 << 0, /* copy: follow a symlink given as source */
+    IR_FF_DIR_CONTENTS = 1 << 1,    /* copy: a directory source copies its contents */
+    IR_FF_WILDCARD = 1 << 2,        /* copy: src is a glob pattern */
     IR_FF_ALLOW_EMPTY_WILDCARD = 1 << 3,
-    IR_FF_UNPACK = 1 << 4,             /* copy: extract a local tar archive (ADD) */
-    IR_FF_CREATE_PARENTS = 1 << 5,     /* copy/mkdir/mkfile: create missing parent dirs */
-    IR_FF_ALLOW_NOT_FOUND = 1 << 6,    /* rm: a missing path is fine */
-    IR_FF_PARENTS = 1 << 7,            /* copy: keep the source's parent dirs (COPY --parents) */
-    IR_FF_KEEP_GIT_DIR = 1 << 8,       /* ADD of a git source: keep .git */
-    IR_FF_DEST_IS_DIR = 1 << 9,        /* copy: dest ended in '/' (copy into it) */
+    IR_FF_UNPACK = 1 << 4,          /* copy: extract a local tar archive (ADD) */
+    IR_FF_CREATE_PARENTS = 1 << 5,  /* copy/mkdir/mkfile: create missing parent dirs */
+    IR_FF_ALLOW_NOT_FOUND = 1 << 6, /* rm: a missing path is fine */
+    IR_FF_PARENTS = 1 << 7,         /* copy: keep the source's parent dirs (COPY --parents) */
+    IR_FF_KEEP_GIT_DIR = 1 << 8,    /* ADD of a git source: keep .git */
+    IR_FF_DEST_IS_DIR = 1 << 9,     /* copy: dest ended in '/' (copy into it) */
 };
 
 struct ir_file_action {
@@ -123,9 +123,9 @@ struct ir_file_action {
     char *target;  /* symlink: link target */
     char *data;    /* mkfile: contents (may hold NULs) */
     size_t datalen;
-    char *chown; /* "user[:group]" resolved in the destination rootfs; NULL keeps 0:0 */
-    int mode;    /* chmod bits, -1 keeps the source's mode */
-    char *chmod; /* symbolic chmod ("u+x,g-w") when mode cannot say it; else NULL */
+    char *chown;    /* "user[:group]" resolved in the destination rootfs; NULL keeps 0:0 */
+    int mode;       /* chmod bits, -1 keeps the source's mode */
+    char *chmod;    /* symbolic chmod ("u+x,g-w") when mode cannot say it; else NULL */
     unsigned flags; /* enum ir_file_flags */
     char **exclude; /* copy: patterns not copied */
     size_t nexclude;
@@ -137,8 +137,8 @@ struct ir_file {
 };
 
 struct ir_srcloc {
-    char *file;   /* "Dockerfile" as the user named it */
-    int line;     /* 1-based first line of the instruction, 0 if none */
+    char *file; /* "Dockerfile" as the user named it */
+    int line;   /* 1-based first line of the instruction, 0 if none */
     int col;
     int end_line; /* last line (continuations, heredocs) */
 };
@@ -158,8 +158,8 @@ struct ir_vertex {
 
     /* outside the digest */
     struct ir_srcloc loc;
-    char *name;  /* for progress: "[build 2/5] RUN make" */
-    char *stage; /* stage name or index, for grouping in DOT output */
+    char *name;    /* for progress: "[build 2/5] RUN make" */
+    char *stage;   /* stage name or index, for grouping in DOT output */
     bool no_cache; /* --no-cache-filter: always run */
 };
 

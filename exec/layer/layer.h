@@ -25,9 +25,9 @@
 
 enum ex_compression { EX_COMP_NONE, EX_COMP_GZIP, EX_COMP_ZSTD };
 
-#define EX_MT_OCI_LAYER "application/vnd.oci.image.layer.v1.tar"
-#define EX_MT_OCI_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
-#define EX_MT_OCI_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
+#define EX_MT_OCI_LAYER         "application/vnd.oci.image.layer.v1.tar"
+#define EX_MT_OCI_LAYER_GZIP    "application/vnd.oci.image.layer.v1.tar+gzip"
+#define EX_MT_OCI_LAYER_ZSTD    "application/vnd.oci.image.layer.v1.tar+zstd"
 #define EX_MT_DOCKER_LAYER_GZIP "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 struct ex_layer_opts {
@@ -58,8 +58,8 @@ struct ex_layer_writer *ex_layer_writer_new(struct ex_store *s, const struct ex_
 /* Adds an entry described by st (type, mode, uid, gid, mtime, size, rdev).
  * Regular files: content read from fd (st->st_size bytes). Symlinks and hard
  * links: linkname. Whiteouts are added as OCI ".wh." names by the caller. */
-int ex_layer_writer_add(struct ex_layer_writer *w, const char *path, const struct stat *st,
-                        int fd, const char *linkname, struct kn_error **err);
+int ex_layer_writer_add(struct ex_layer_writer *w, const char *path, const struct stat *st, int fd,
+                        const char *linkname, struct kn_error **err);
 /* Optional xattrs for the next entry added (name/value pairs). */
 int ex_layer_writer_finish(struct ex_layer_writer *w, struct ex_layer_info *out,
                            struct kn_error **err);

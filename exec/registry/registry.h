@@ -61,7 +61,7 @@ struct ex_descriptor {
 
 /* A resolved image: the manifest for one platform and its config. */
 struct ex_image_manifest {
-    char digest[KN_DIGEST_SIZE]; /* of the platform manifest */
+    char digest[KN_DIGEST_SIZE];       /* of the platform manifest */
     char index_digest[KN_DIGEST_SIZE]; /* of the index/list it was selected from, "" if none */
     char *media_type;
     char *manifest; /* raw JSON as served (its sha256 is digest) */
@@ -97,8 +97,7 @@ int ex_registry_push_manifest(struct ex_registry *r, const struct ex_ref *ref,
                               char out[KN_DIGEST_SIZE], struct kn_error **err);
 /* The raw manifest (or index) at ref without platform selection. */
 int ex_registry_get_manifest(struct ex_registry *r, const struct ex_ref *ref, struct kn_buf *out,
-                             char **media_type, char digest[KN_DIGEST_SIZE],
-                             struct kn_error **err);
+                             char **media_type, char digest[KN_DIGEST_SIZE], struct kn_error **err);
 
 /* ---- credentials (kiln login / logout) ---- */
 /* Verifies user/password against the registry, then stores them in the auth

@@ -63,8 +63,8 @@ uint64_t ex_blob_writer_size(const struct ex_blob_writer *w);
 /* Verifies (expected may be NULL: accept what was computed), renames into
  * place, frees w. out/size may be NULL. On failure (digest mismatch,
  * I/O error) nothing is stored and w is freed too. */
-int ex_blob_writer_commit(struct ex_blob_writer *w, const char *expected,
-                          char out[KN_DIGEST_SIZE], uint64_t *size, struct kn_error **err);
+int ex_blob_writer_commit(struct ex_blob_writer *w, const char *expected, char out[KN_DIGEST_SIZE],
+                          uint64_t *size, struct kn_error **err);
 void ex_blob_writer_abort(struct ex_blob_writer *w);
 
 /* ---- unpacked layers (by diff_id) ---- */

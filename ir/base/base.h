@@ -17,8 +17,8 @@
 
 #if defined(__GNUC__)
 #define KN_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define KN_NORETURN __attribute__((noreturn))
-#define KN_UNUSED __attribute__((unused))
+#define KN_NORETURN     __attribute__((noreturn))
+#define KN_UNUSED       __attribute__((unused))
 #else
 #define KN_PRINTF(a, b)
 #define KN_NORETURN
@@ -126,7 +126,10 @@ struct kn_buf {
     char *data; /* always NUL-terminated when non-NULL */
     size_t len, cap;
 };
-#define KN_BUF_INIT {NULL, 0, 0}
+#define KN_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 void kn_buf_add(struct kn_buf *b, const void *data, size_t n);
 void kn_buf_adds(struct kn_buf *b, const char *s);
 void kn_buf_addc(struct kn_buf *b, char c);
@@ -134,7 +137,8 @@ void kn_buf_addf(struct kn_buf *b, const char *fmt, ...) KN_PRINTF(2, 3);
 void kn_buf_vaddf(struct kn_buf *b, const char *fmt, va_list ap) KN_PRINTF(2, 0);
 void kn_buf_reset(struct kn_buf *b); /* len = 0, keeps memory */
 void kn_buf_release(struct kn_buf *b);
-char *kn_buf_detach(struct kn_buf *b); /* returns the string ("" if empty), buffer is reset to empty */
+char *
+kn_buf_detach(struct kn_buf *b); /* returns the string ("" if empty), buffer is reset to empty */
 /* Reads a whole file (up to max bytes, else KN_E_UNSAFE) into b. */
 int kn_buf_read_file(struct kn_buf *b, const char *path, size_t max, struct kn_error **err);
 
@@ -146,7 +150,7 @@ struct kn_arena {
     size_t used; /* bytes handed out, for statistics */
 };
 void kn_arena_init(struct kn_arena *a);
-void *kn_arena_alloc(struct kn_arena *a, size_t n); /* zeroed, 16-byte aligned */
+void *kn_arena_alloc(struct kn_arena *a, size_t n);       /* zeroed, 16-byte aligned */
 char *kn_arena_strdup(struct kn_arena *a, const char *s); /* NULL stays NULL */
 char *kn_arena_strndup(struct kn_arena *a, const char *s, size_t n);
 void *kn_arena_memdup(struct kn_arena *a, const void *p, size_t n);
@@ -155,7 +159,7 @@ void kn_arena_release(struct kn_arena *a);
 
 /* ---- sha256 digests ------------------------------------------------------
  * A digest string is "sha256:" followed by 64 lowercase hex digits. */
-#define KN_DIGEST_LEN 71 /* strlen("sha256:") + 64 */
+#define KN_DIGEST_LEN  71 /* strlen("sha256:") + 64 */
 #define KN_DIGEST_SIZE 72
 struct kn_sha256 {
     void *ctx; /* private */
@@ -181,7 +185,7 @@ void kn_log_emit(int level, const char *fmt, ...) KN_PRINTF(2, 3);
         if ((level) <= kn_log_level)                                                               \
             kn_log_emit((level), __VA_ARGS__);                                                     \
     } while (0)
-#define kn_warn(...) kn_log(KN_LOG_WARN, __VA_ARGS__)
+#define kn_warn(...)  kn_log(KN_LOG_WARN, __VA_ARGS__)
 #define kn_debug(...) kn_log(KN_LOG_DEBUG, __VA_ARGS__)
 
 /* ---- small string helpers ----------------------------------------------- */

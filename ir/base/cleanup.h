@@ -46,11 +46,11 @@ static inline void kn_cleanup_buf(struct kn_buf *b)
     kn_buf_release(b);
 }
 
-#define _cleanup_free_ __attribute__((cleanup(kn_cleanup_free)))
-#define _cleanup_close_ __attribute__((cleanup(kn_cleanup_close)))
+#define _cleanup_free_   __attribute__((cleanup(kn_cleanup_free)))
+#define _cleanup_close_  __attribute__((cleanup(kn_cleanup_close)))
 #define _cleanup_fclose_ __attribute__((cleanup(kn_cleanup_fclose)))
-#define _cleanup_err_ __attribute__((cleanup(kn_cleanup_err)))
-#define _cleanup_buf_ __attribute__((cleanup(kn_cleanup_buf)))
+#define _cleanup_err_    __attribute__((cleanup(kn_cleanup_err)))
+#define _cleanup_buf_    __attribute__((cleanup(kn_cleanup_buf)))
 
 /* Returns *pp and sets it to NULL (or -1 for fds), so the cleanup does nothing. */
 #define kn_steal(pp)                                                                               \

@@ -25,7 +25,7 @@ static int tap_n, tap_failed;
         printf(__VA_ARGS__);                                                                       \
         printf("\n");                                                                              \
         if (!(cond))                                                                               \
-            printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);                       \
+            printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);                        \
     } while (0)
 
 #define is_str(got, want, ...)                                                                     \
@@ -34,7 +34,7 @@ static int tap_n, tap_failed;
         int same_ = (g_ == NULL && w_ == NULL) || (g_ && w_ && strcmp(g_, w_) == 0);               \
         ok(same_, __VA_ARGS__);                                                                    \
         if (!same_)                                                                                \
-            printf("#   got:  '%s'\n#   want: '%s'\n", g_ ? g_ : "(null)", w_ ? w_ : "(null)");  \
+            printf("#   got:  '%s'\n#   want: '%s'\n", g_ ? g_ : "(null)", w_ ? w_ : "(null)");    \
     } while (0)
 
 #define is_int(got, want, ...)                                                                     \
