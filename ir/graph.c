@@ -9,13 +9,17 @@
  */
 #include "ir.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *const op_names[IR_OP_COUNT] = {
-    [IR_SOURCE_IMAGE] = "source.image", [IR_SOURCE_LOCAL] = "source.local",
-    [IR_SOURCE_SCRATCH] = "source.scratch", [IR_SOURCE_HTTP] = "source.http",
-    [IR_EXEC] = "exec",   [IR_FILE] = "file",
+    [IR_SOURCE_IMAGE] = "source.image",
+    [IR_SOURCE_LOCAL] = "source.local",
+    [IR_SOURCE_SCRATCH] = "source.scratch",
+    [IR_SOURCE_HTTP] = "source.http",
+    [IR_EXEC] = "exec",
+    [IR_FILE] = "file",
     [IR_MERGE] = "merge",
 };
 
@@ -142,7 +146,8 @@ void *ir_graph_alloc(struct ir_graph *g, size_t n)
 char **ir_graph_strv(struct ir_graph *g, char *const *v, size_t n)
 {
     size_t bytes;
-    if (__builtin_add_overflow(n, 1, &bytes) || __builtin_mul_overflow(bytes, sizeof(char *), &bytes))
+    if (__builtin_add_overflow(n, 1, &bytes) ||
+        __builtin_mul_overflow(bytes, sizeof(char *), &bytes))
         kn_die("string vector too large");
     char **out = kn_arena_alloc(&g->arena, bytes);
     for (size_t i = 0; i < n; i++)
@@ -213,14 +218,14 @@ static int check_strv(const char *op, const char *field, char *const *v, size_t 
                       struct kn_error **err)
 {
     if (n && !v)
-        return kn_err_set(err, KN_E_PARSE, "%s vertex: %s has %zu entries but no array", op,
-                          field, n);
+        return kn_err_set(err, KN_E_PARSE, "%s vertex: %s has %zu entries but no array", op, field,
+                          n);
     for (size_t i = 0; i < n; i++) {
         if (!v[i])
             return kn_err_set(err, KN_E_PARSE, "%s vertex: %s[%zu] is NULL", op, field, i);
         if (!utf8_valid(v[i]))
-            return kn_err_set(err, KN_E_PARSE, "%s vertex: %s[%zu] is not valid UTF-8", op,
-                              field, i);
+            return kn_err_set(err, KN_E_PARSE, "%s vertex: %s[%zu] is not valid UTF-8", op, field,
+                              i);
     }
     return 0;
 }
@@ -274,7 +279,8 @@ static int check_mount(const struct ir_vertex *v, const struct ir_mount *m, size
     return 0;
 }
 
-#define IR_FF_ALL ((1u << 10) - 1)
+/* every flag ir.h defines; json.c names each of them */
+#define IR_FF_ALL (((unsigned)IR_FF_DEST_IS_DIR << 1) - 1)
 
 static int check_action(const struct ir_vertex *v, const struct ir_file_action *a, size_t i,
                         struct kn_error **err)
@@ -323,9 +329,8 @@ static int validate(const struct ir_graph *g, const struct ir_vertex *v, struct 
         return kn_err_set(err, KN_E_PARSE, "%s vertex: %zu inputs but no array", op, v->ninputs);
     for (size_t i = 0; i < v->ninputs; i++)
         if (v->inputs[i] >= g->nv)
-            return kn_err_set(err, KN_E_PARSE,
-                              "%s vertex: input %zu refers to vertex %u of %zu", op, i,
-                              v->inputs[i], g->nv);
+            return kn_err_set(err, KN_E_PARSE, "%s vertex: input %zu refers to vertex %u of %zu",
+                              op, i, v->inputs[i], g->nv);
     switch (v->op) {
     case IR_SOURCE_IMAGE:
     case IR_SOURCE_LOCAL:
@@ -380,8 +385,8 @@ static int validate(const struct ir_graph *g, const struct ir_vertex *v, struct 
         if (!e->argc)
             return kn_err_set(err, KN_E_PARSE, "exec vertex: empty argv");
         if (check_strv(op, "argv", e->argv, e->argc, err) < 0 ||
-            check_strv(op, "env", e->env, e->nenv, err) < 0 || check_abs(op, "cwd", e->cwd, err) < 0 ||
-            check_str(op, "user", e->user, false, err) < 0)
+            check_strv(op, "env", e->env, e->nenv, err) < 0 ||
+            check_abs(op, "cwd", e->cwd, err) < 0 || check_str(op, "user", e->user, false, err) < 0)
             return -1;
         if ((unsigned)e->network > IR_NET_NONE)
             return kn_err_set(err, KN_E_PARSE, "exec vertex: unknown network %d", (int)e->network);

@@ -24,6 +24,13 @@
 
 #define IR_JSON_VERSION 1
 
+/* Caps ir_graph_from_json enforces on untrusted input. */
+#define IR_JSON_MAX_SIZE     (512 << 20) /* bytes of JSON */
+#define IR_JSON_MAX_VERTICES 1000000
+#define IR_JSON_MAX_ARRAY    1000000    /* entries of any other array */
+#define IR_JSON_MAX_STRING   (1 << 20)  /* bytes of one string */
+#define IR_JSON_MAX_DATA     (64 << 20) /* bytes of one mkfile's base64 data */
+
 enum ir_op {
     IR_SOURCE_IMAGE,   /* "source.image": a base image by reference */
     IR_SOURCE_LOCAL,   /* "source.local": a named local context (directory) */
