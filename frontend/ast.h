@@ -48,7 +48,9 @@ struct fe_pos {
 };
 
 /* A flag as written: `--mount=type=cache,target=/x` -> name "mount",
- * value "type=cache,target=/x"; `--link` -> has_value false. Unexpanded. */
+ * value "type=cache,target=/x"; `--link` -> has_value false. Unexpanded.
+ * Quotes are removed and `\` escapes resolved, as BuildKit does for flags.
+ * A boolean flag's value, when given, is normalized to "true" or "false". */
 struct fe_flag {
     char *name;
     char *value; /* NULL when !has_value */
@@ -124,6 +126,10 @@ struct fe_instr *fe_parse_line(struct fe_dockerfile *df, const char *line, struc
 
 /* The flag named `name` of an instruction, or NULL (the last one if repeated). */
 const struct fe_flag *fe_instr_flag(const struct fe_instr *in, const char *name);
+
+/* Parses a Go duration ("1m30s", "500ms", "0") into nanoseconds, as
+ * HEALTHCHECK's --interval & co. take them. -1 with *err when malformed. */
+int fe_duration_parse(const char *s, int64_t *ns, struct kn_error **err);
 
 /* ---- variable expansion (frontend/expand.c) ------------------------------
  *

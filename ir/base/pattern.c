@@ -193,8 +193,8 @@ static bool compile_glob(const char *pattern, struct toks *out)
 static void closure(const struct toks *t, bool *at)
 {
     for (size_t j = 0; j < t->n; j++)
-        if (at[j] && (t->v[j].kind == T_STAR || t->v[j].kind == T_DSTAR_ALL ||
-                      t->v[j].kind == T_DSTAR_DIR))
+        if (at[j] &&
+            (t->v[j].kind == T_STAR || t->v[j].kind == T_DSTAR_ALL || t->v[j].kind == T_DSTAR_DIR))
             at[j + 1] = true;
 }
 
@@ -439,8 +439,8 @@ static char *trim_dup(const char *s)
     while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\v' || *s == '\f')
         s++;
     size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' ||
-                     s[n - 1] == '\r' || s[n - 1] == '\v' || s[n - 1] == '\f'))
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r' ||
+                     s[n - 1] == '\v' || s[n - 1] == '\f'))
         n--;
     return kn_strndup(s, n);
 }
@@ -479,8 +479,7 @@ struct kn_patterns *kn_patterns_new(char *const *patterns, size_t n, struct kn_e
         }
         struct toks check = {0};
         if (!compile_glob(cleaned, &check)) {
-            kn_err_set(err, KN_E_PARSE, "syntax error in pattern '%s%s'", excl ? "!" : "",
-                       cleaned);
+            kn_err_set(err, KN_E_PARSE, "syntax error in pattern '%s%s'", excl ? "!" : "", cleaned);
             free(cleaned);
             kn_patterns_free(pm);
             return NULL;
