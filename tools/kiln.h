@@ -18,5 +18,20 @@ void kiln_print_error(const struct kn_error *err);
 int kiln_exit_status(const struct kn_error *err);
 
 int cmd_version(int argc, char **argv);
+int cmd_build(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+int cmd_login(int argc, char **argv);
+int cmd_logout(int argc, char **argv);
+int cmd_graph(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_push(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+
+/* tools/output.c: parses one -o/--output SPEC ("type=oci,dest=DIR", ...)
+ * into out (released with ex_output_release); a SPEC without a type gets
+ * default_type (an enum ex_output_type). Errors are KN_E_USAGE. */
+struct ex_output;
+int kiln_output_parse(const char *spec, int default_type, struct ex_output *out,
+                      struct kn_error **err);
 
 #endif

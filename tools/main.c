@@ -16,7 +16,15 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"build", cmd_build, "build an image from a Dockerfile"},
     {"version", cmd_version, "print the version"},
+    {"prune", cmd_prune, "remove least-recently-used store entries"},
+    {"login", cmd_login, "log in to a registry (stores credentials in config.json)"},
+    {"logout", cmd_logout, "remove a registry's stored credentials"},
+    {"graph", cmd_graph, "print the build graph"},
+    {"pull", cmd_pull, "pull an image and export it"},
+    {"push", cmd_push, "push an image from an OCI layout or archive"},
+    {"inspect", cmd_inspect, "show an image's manifest and config"},
 };
 
 static void usage(FILE *f)
