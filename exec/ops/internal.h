@@ -1,0 +1,90 @@
+/*
+ * exec/ops internals: the result object and the per-op executors, shared by
+ * the files of exec/ops and its unit tests.
+ */
+#ifndef KILN_EXEC_OPS_INTERNAL_H
+#define KILN_EXEC_OPS_INTERNAL_H
+
+#include "ops.h"
+
+#include "ir/base/pattern.h"
+
+#include <pthread.h>
+
+enum ex_result_kind { EX_RESULT_ROOTFS, EX_RESULT_CONTEXT, EX_RESULT_FILE };
+
+/* Where a lazily-resolved layer blob can be fetched from. */
+struct ex_origin {
+    _Atomic int refs;
+    char *registry_ref; /* normalized reference of the image, or NULL */
+    char *layout_dir;   /* an OCI layout directory holding the blobs, or NULL */
+};
+
+struct ex_rlayer {
+    struct ex_descriptor desc; /* desc.media_type owned */
+    char diff_id[KN_DIGEST_SIZE];
+    struct ex_origin *origin; /* shared, may be NULL (the blob is in the store) */
+};
+
+struct ex_result {
+    _Atomic int refs;
+    enum ex_result_kind kind;
+    char id[KN_DIGEST_SIZE]; /* content identity, used in consumers' cache keys */
+
+    /* EX_RESULT_ROOTFS */
+    struct ex_rlayer *layers;
+    size_t nlayers;
+    char *base_config; /* the base image's config JSON, NULL for scratch */
+    pthread_mutex_t mu;
+    struct ex_snapshot *snap; /* built on first use, under mu */
+
+    /* EX_RESULT_CONTEXT */
+    char *dir;
+    struct kn_strv excludes;
+    struct kn_patterns *patterns;
+
+    /* EX_RESULT_FILE: a blob in the store */
+    char blob[KN_DIGEST_SIZE];
+    char *filename;
+};
+
+struct ex_ops {
+    struct ex_ops_opts o;
+    char *context_dir;
+    struct ex_named_dir *contexts;
+    size_t ncontexts;
+    struct ex_secret *secrets;
+    size_t nsecrets;
+    bool as_root;
+};
+
+struct ex_result *ex_result_new(enum ex_result_kind kind);
+/* A rootfs result: copies of layers[0..n) of base (may be NULL) plus extra. */
+struct ex_result *ex_result_rootfs(const struct ex_result *base, const struct ex_rlayer *extra,
+                                   size_t nextra);
+void ex_result_compute_id(struct ex_result *r);
+
+/* Serializes a rootfs result for the cache index, and back. */
+char *ex_result_encode(const struct ex_result *r);
+struct ex_result *ex_result_decode(struct ex_ops *ops, const char *json, struct kn_error **err);
+
+/* Makes sure layer l's blob is in the store (fetching it from its origin). */
+int ex_ops_ensure_blob(struct ex_ops *ops, const struct ex_rlayer *l, struct kn_error **err);
+/* The chain of unpacked layer directories of a rootfs result (built once,
+ * unpacking layers into the store as needed). Borrowed from r. */
+struct ex_snapshot *ex_result_snapshot(struct ex_ops *ops, struct ex_result *r,
+                                       struct kn_error **err);
+
+int ex_ops_run_exec(struct ex_ops *ops, const struct ex_job *job, const struct ir_graph *g,
+                    uint32_t vi, struct ex_result *const *inputs, struct ex_result **out,
+                    struct kn_error **err);
+int ex_ops_run_file(struct ex_ops *ops, const struct ex_job *job, const struct ir_graph *g,
+                    uint32_t vi, struct ex_result *const *inputs, struct ex_result **out,
+                    struct kn_error **err);
+int ex_ops_run_http(struct ex_ops *ops, const struct ir_source_http *src, struct ex_result **out,
+                    struct kn_error **err);
+/* Identity of the content a file op reads (per-action source checksums). */
+int ex_ops_file_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
+                    struct ex_result *const *inputs, struct kn_sha256 *h, struct kn_error **err);
+
+#endif

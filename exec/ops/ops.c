@@ -1,0 +1,634 @@
+/*
+ * exec/ops: results, cache keys and the cache index, source ops, merge, and
+ * the assembly of the final image. RUN lives in run.c, COPY/ADD in file.c.
+ *
+ * Laziness is the point of the result object: a base image is only
+ * resolved (manifest + config), a COPY layer only streamed into a blob.
+ * Blobs are fetched when an exporter needs them, layers are unpacked when a
+ * RUN needs a filesystem.
+ */
+#include "internal.h"
+
+#include "ir/base/cleanup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- results -------------------------------------------------------------- */
+
+static struct ex_origin *origin_ref(struct ex_origin *o)
+{
+    if (o)
+        o->refs++;
+    return o;
+}
+
+static void origin_unref(struct ex_origin *o)
+{
+    if (o && --o->refs == 0) {
+        free(o->registry_ref);
+        free(o->layout_dir);
+        free(o);
+    }
+}
+
+struct ex_result *ex_result_new(enum ex_result_kind kind)
+{
+    struct ex_result *r = kn_calloc(1, sizeof(*r));
+    r->refs = 1;
+    r->kind = kind;
+    pthread_mutex_init(&r->mu, NULL);
+    return r;
+}
+
+struct ex_result *ex_result_ref(struct ex_result *r)
+{
+    if (r)
+        r->refs++;
+    return r;
+}
+
+void ex_result_unref(struct ex_result *r)
+{
+    if (!r || --r->refs > 0)
+        return;
+    for (size_t i = 0; i < r->nlayers; i++) {
+        free(r->layers[i].desc.media_type);
+        origin_unref(r->layers[i].origin);
+    }
+    free(r->layers);
+    free(r->base_config);
+    ex_snapshot_unref(r->snap);
+    pthread_mutex_destroy(&r->mu);
+    free(r->dir);
+    kn_strv_release(&r->excludes);
+    kn_patterns_free(r->patterns);
+    free(r->filename);
+    free(r);
+}
+
+static void rlayer_copy(struct ex_rlayer *dst, const struct ex_rlayer *src)
+{
+    *dst = *src;
+    dst->desc.media_type = kn_strdup(src->desc.media_type);
+    dst->origin = origin_ref(src->origin);
+}
+
+struct ex_result *ex_result_rootfs(const struct ex_result *base, const struct ex_rlayer *extra,
+                                   size_t nextra)
+{
+    struct ex_result *r = ex_result_new(EX_RESULT_ROOTFS);
+    size_t nbase = base ? base->nlayers : 0;
+    r->layers = kn_calloc(nbase + nextra, sizeof(*r->layers));
+    for (size_t i = 0; i < nbase; i++)
+        rlayer_copy(&r->layers[r->nlayers++], &base->layers[i]);
+    for (size_t i = 0; i < nextra; i++)
+        rlayer_copy(&r->layers[r->nlayers++], &extra[i]);
+    if (base && base->base_config)
+        r->base_config = kn_strdup(base->base_config);
+    ex_result_compute_id(r);
+    return r;
+}
+
+/* A rootfs's identity is its chain of diff_ids (like OCI's ChainID); the
+ * base config is part of it because later ops (ONBUILD aside) read it only
+ * through the IR, which already carries what they use. */
+void ex_result_compute_id(struct ex_result *r)
+{
+    struct kn_sha256 h;
+    kn_sha256_init(&h);
+    kn_sha256_update(&h, "kiln.rootfs/1", 13);
+    for (size_t i = 0; i < r->nlayers; i++)
+        kn_sha256_update(&h, r->layers[i].diff_id, KN_DIGEST_LEN);
+    kn_sha256_final(&h, r->id);
+}
+
+char *ex_result_encode(const struct ex_result *r)
+{
+    json_t *layers = json_array();
+    for (size_t i = 0; i < r->nlayers; i++) {
+        const struct ex_rlayer *l = &r->layers[i];
+        json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "mediaType", l->desc.media_type, "digest",
+                              l->desc.digest, "size", (json_int_t)l->desc.size, "diffID",
+                              l->diff_id);
+        if (l->origin && l->origin->registry_ref)
+            json_object_set_new(o, "registry", json_string(l->origin->registry_ref));
+        if (l->origin && l->origin->layout_dir)
+            json_object_set_new(o, "layout", json_string(l->origin->layout_dir));
+        json_array_append_new(layers, o);
+    }
+    json_t *root = json_pack("{s:i,s:o}", "version", 1, "layers", layers);
+    if (r->base_config)
+        json_object_set_new(root, "baseConfig", json_string(r->base_config));
+    char *s = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(root);
+    if (!s)
+        kn_die("cannot encode a cache entry");
+    char *out = kn_strdup(s);
+    free(s);
+    return out;
+}
+
+struct ex_result *ex_result_decode(struct ex_ops *ops, const char *data, struct kn_error **err)
+{
+    (void)ops;
+    json_error_t jerr;
+    json_t *root = json_loads(data, 0, &jerr);
+    json_t *layers = root ? json_object_get(root, "layers") : NULL;
+    if (!root || json_integer_value(json_object_get(root, "version")) != 1 ||
+        !json_is_array(layers)) {
+        json_decref(root);
+        kn_err_set(err, KN_E_PARSE, "corrupt cache entry");
+        return NULL;
+    }
+    struct ex_result *r = ex_result_new(EX_RESULT_ROOTFS);
+    size_t n = json_array_size(layers);
+    r->layers = kn_calloc(n ? n : 1, sizeof(*r->layers));
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_array_get(layers, i);
+        const char *mt = json_string_value(json_object_get(o, "mediaType"));
+        const char *dg = json_string_value(json_object_get(o, "digest"));
+        const char *di = json_string_value(json_object_get(o, "diffID"));
+        json_int_t size = json_integer_value(json_object_get(o, "size"));
+        if (!mt || !kn_digest_valid(dg) || !kn_digest_valid(di) || size < 0) {
+            json_decref(root);
+            ex_result_unref(r);
+            kn_err_set(err, KN_E_PARSE, "corrupt cache entry: layer %zu", i);
+            return NULL;
+        }
+        struct ex_rlayer *l = &r->layers[r->nlayers++];
+        l->desc.media_type = kn_strdup(mt);
+        memcpy(l->desc.digest, dg, KN_DIGEST_SIZE);
+        l->desc.size = (uint64_t)size;
+        memcpy(l->diff_id, di, KN_DIGEST_SIZE);
+        const char *reg = json_string_value(json_object_get(o, "registry"));
+        const char *lay = json_string_value(json_object_get(o, "layout"));
+        if (reg || lay) {
+            l->origin = kn_calloc(1, sizeof(*l->origin));
+            l->origin->refs = 1;
+            l->origin->registry_ref = reg ? kn_strdup(reg) : NULL;
+            l->origin->layout_dir = lay ? kn_strdup(lay) : NULL;
+        }
+    }
+    const char *bc = json_string_value(json_object_get(root, "baseConfig"));
+    r->base_config = bc ? kn_strdup(bc) : NULL;
+    json_decref(root);
+    ex_result_compute_id(r);
+    return r;
+}
+
+/* ---- lazy blobs and unpacked layers ---------------------------------------- */
+
+int ex_ops_ensure_blob(struct ex_ops *ops, const struct ex_rlayer *l, struct kn_error **err)
+{
+    struct ex_store *s = ops->o.store;
+    if (ex_store_has_blob(s, l->desc.digest))
+        return 0;
+    if (l->origin && l->origin->registry_ref) {
+        if (!ops->o.registry)
+            return kn_err_set(err, KN_E_NOTFOUND, "blob %s is not in the store", l->desc.digest);
+        struct ex_ref ref;
+        if (ex_ref_parse(l->origin->registry_ref, &ref, err) < 0)
+            return -1;
+        int rc = ex_registry_fetch_blob(ops->o.registry, &ref, l->desc.digest, s, err);
+        ex_ref_release(&ref);
+        return rc;
+    }
+    if (l->origin && l->origin->layout_dir) {
+        _cleanup_free_ char *path =
+            kn_asprintf("%s/blobs/sha256/%s", l->origin->layout_dir, kn_digest_hex(l->desc.digest));
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return kn_err_sys(err, "blob %s missing from OCI layout '%s'", l->desc.digest,
+                              l->origin->layout_dir);
+        struct ex_blob_writer *w = ex_blob_writer_new(s, err);
+        if (!w)
+            return -1;
+        char buf[1 << 16];
+        for (;;) {
+            ssize_t n = read(fd, buf, sizeof(buf));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                ex_blob_writer_abort(w);
+                return kn_err_sys(err, "cannot read '%s'", path);
+            }
+            if (n == 0)
+                break;
+            if (ex_blob_writer_write(w, buf, (size_t)n, err) < 0) {
+                ex_blob_writer_abort(w);
+                return -1;
+            }
+        }
+        return ex_blob_writer_commit(w, l->desc.digest, NULL, NULL, err);
+    }
+    return kn_err_set(err, KN_E_NOTFOUND, "blob %s is not in the store", l->desc.digest);
+}
+
+/* Unpacks layer l into the store (by diff_id) unless it is there. */
+static int ensure_layer_dir(struct ex_ops *ops, const struct ex_rlayer *l, struct kn_error **err)
+{
+    struct ex_store *s = ops->o.store;
+    if (ex_store_has_layer(s, l->diff_id))
+        return 0;
+    if (ex_ops_ensure_blob(ops, l, err) < 0)
+        return -1;
+    char *tmp = ex_store_mkdtemp(s, "unpack", err);
+    if (!tmp)
+        return -1;
+    unsigned flags = EX_UNPACK_OVERLAY | (ops->as_root ? EX_UNPACK_OWNERS | EX_UNPACK_DEVICES : 0);
+    int rc = ex_layer_unpack(s, l->desc.digest, l->desc.media_type, tmp, flags, NULL, err);
+    if (rc == 0)
+        rc = ex_store_layer_commit(s, l->diff_id, tmp, err);
+    if (rc < 0)
+        ex_store_remove_tree(tmp, NULL);
+    free(tmp);
+    return rc;
+}
+
+struct ex_snapshot *ex_result_snapshot(struct ex_ops *ops, struct ex_result *r,
+                                       struct kn_error **err)
+{
+    if (r->kind != EX_RESULT_ROOTFS) {
+        kn_err_set(err, KN_E_INTERNAL, "not a root filesystem");
+        return NULL;
+    }
+    pthread_mutex_lock(&r->mu);
+    if (!r->snap) {
+        char **paths = kn_calloc(r->nlayers + 1, sizeof(char *));
+        int rc = 0;
+        for (size_t i = 0; i < r->nlayers && rc == 0; i++) {
+            rc = ensure_layer_dir(ops, &r->layers[i], err);
+            if (rc == 0)
+                paths[i] = ex_store_layer_path(ops->o.store, r->layers[i].diff_id);
+        }
+        if (rc == 0)
+            r->snap = ex_snapshot_new((const char *const *)paths, r->nlayers, err);
+        for (size_t i = 0; i < r->nlayers; i++)
+            free(paths[i]);
+        free(paths);
+    }
+    struct ex_snapshot *snap = r->snap;
+    pthread_mutex_unlock(&r->mu);
+    return snap;
+}
+
+/* ---- the ops object --------------------------------------------------------- */
+
+struct ex_ops *ex_ops_new(const struct ex_ops_opts *opts, struct kn_error **err)
+{
+    (void)err;
+    struct ex_ops *ops = kn_calloc(1, sizeof(*ops));
+    ops->o = *opts;
+    ops->context_dir = opts->context_dir ? kn_strdup(opts->context_dir) : NULL;
+    ops->o.context_dir = ops->context_dir;
+    ops->contexts = kn_calloc(opts->ncontexts + 1, sizeof(*ops->contexts));
+    for (size_t i = 0; i < opts->ncontexts; i++) {
+        ops->contexts[i].name = kn_strdup(opts->contexts[i].name);
+        ops->contexts[i].dir = kn_strdup(opts->contexts[i].dir);
+    }
+    ops->ncontexts = opts->ncontexts;
+    ops->o.contexts = ops->contexts;
+    ops->secrets = kn_calloc(opts->nsecrets + 1, sizeof(*ops->secrets));
+    for (size_t i = 0; i < opts->nsecrets; i++) {
+        ops->secrets[i].id = kn_strdup(opts->secrets[i].id);
+        ops->secrets[i].src = opts->secrets[i].src ? kn_strdup(opts->secrets[i].src) : NULL;
+        ops->secrets[i].env = opts->secrets[i].env ? kn_strdup(opts->secrets[i].env) : NULL;
+    }
+    ops->nsecrets = opts->nsecrets;
+    ops->o.secrets = ops->secrets;
+    ops->as_root = geteuid() == 0;
+    return ops;
+}
+
+void ex_ops_free(struct ex_ops *ops)
+{
+    if (!ops)
+        return;
+    free(ops->context_dir);
+    for (size_t i = 0; i < ops->ncontexts; i++) {
+        free((char *)ops->contexts[i].name);
+        free((char *)ops->contexts[i].dir);
+    }
+    free(ops->contexts);
+    for (size_t i = 0; i < ops->nsecrets; i++) {
+        free((char *)ops->secrets[i].id);
+        free((char *)ops->secrets[i].src);
+        free((char *)ops->secrets[i].env);
+    }
+    free(ops->secrets);
+    free(ops);
+}
+
+bool ex_ops_is_io(const struct ir_graph *g, uint32_t vi)
+{
+    enum ir_op op = g->v[vi].op;
+    return op == IR_SOURCE_IMAGE || op == IR_SOURCE_HTTP;
+}
+
+/* ---- sources ------------------------------------------------------------------ */
+
+static const char *named_dir(struct ex_ops *ops, const char *name)
+{
+    if (strcmp(name, "context") == 0)
+        return ops->context_dir;
+    for (size_t i = 0; i < ops->ncontexts; i++)
+        if (strcmp(ops->contexts[i].name, name) == 0)
+            return ops->contexts[i].dir;
+    return NULL;
+}
+
+static int run_source_local(struct ex_ops *ops, const struct ir_source_local *src,
+                            struct ex_result **out, struct kn_error **err)
+{
+    const char *dir = named_dir(ops, src->name);
+    if (!dir)
+        return kn_err_set(err, KN_E_NOTFOUND, "build context '%s' was not provided", src->name);
+    struct ex_result *r = ex_result_new(EX_RESULT_CONTEXT);
+    r->dir = kn_strdup(dir);
+    for (size_t i = 0; i < src->nexclude; i++)
+        kn_strv_push(&r->excludes, src->exclude[i]);
+    r->patterns = kn_patterns_new(r->excludes.v, r->excludes.n, err);
+    if (!r->patterns) {
+        ex_result_unref(r);
+        return -1;
+    }
+    /* A context's identity is only its name: consumers key on the content
+     * they actually read (ex_ops_file_key), never on the whole directory. */
+    struct kn_sha256 h;
+    kn_sha256_init(&h);
+    kn_sha256_update(&h, "kiln.context/1", 14);
+    kn_sha256_update(&h, src->name, strlen(src->name) + 1);
+    for (size_t i = 0; i < src->nexclude; i++)
+        kn_sha256_update(&h, src->exclude[i], strlen(src->exclude[i]) + 1);
+    kn_sha256_final(&h, r->id);
+    *out = r;
+    return 0;
+}
+
+static struct ex_result *result_from_image(const struct ex_image *img, struct ex_origin *origin)
+{
+    struct ex_result *r = ex_result_new(EX_RESULT_ROOTFS);
+    r->layers = kn_calloc(img->nlayers + 1, sizeof(*r->layers));
+    for (size_t i = 0; i < img->nlayers; i++) {
+        struct ex_rlayer *l = &r->layers[r->nlayers++];
+        l->desc.media_type = kn_strdup(img->layers[i].media_type);
+        memcpy(l->desc.digest, img->layers[i].digest, KN_DIGEST_SIZE);
+        l->desc.size = img->layers[i].size;
+        memcpy(l->diff_id, img->diff_ids[i], KN_DIGEST_SIZE);
+        l->origin = origin_ref(origin);
+    }
+    r->base_config = kn_strndup(img->config_json, img->config_len);
+    ex_result_compute_id(r);
+    return r;
+}
+
+static int run_source_image(struct ex_ops *ops, const struct ir_source_image *src,
+                            struct ex_result **out, struct kn_error **err)
+{
+    struct ex_image img = {0};
+    struct ir_platform pl = src->platform.os ? src->platform : ops->o.platform;
+    struct ex_origin *origin = kn_calloc(1, sizeof(*origin));
+    origin->refs = 1;
+    int rc;
+    if (kn_str_startswith(src->ref, "oci-layout://")) {
+        char *path = NULL, *tag = NULL;
+        rc = ex_oci_ref_split(src->ref, &path, &tag, err);
+        if (rc == 0)
+            rc = ex_oci_layout_load(path, tag, &pl, ops->o.store, 0, &img, err);
+        origin->layout_dir = path;
+        free(tag);
+    } else {
+        struct ex_ref ref;
+        rc = ex_ref_parse(src->ref, &ref, err);
+        if (rc == 0 && !ops->o.registry)
+            rc = kn_err_set(err, KN_E_NET, "cannot resolve '%s': no registry access", src->ref);
+        if (rc == 0) {
+            struct ex_image_manifest m = {0};
+            rc = ex_registry_resolve(ops->o.registry, &ref, &pl, ops->o.store, &m, err);
+            if (rc == 0)
+                rc = ex_image_from_registry(ops->o.store, &m, &img, err);
+            ex_image_manifest_release(&m);
+            if (rc == 0) {
+                /* pin the repository; blobs are fetched from it by digest */
+                free(ref.tag);
+                ref.tag = NULL;
+                free(ref.digest);
+                ref.digest = kn_strdup(img.manifest.digest);
+                origin->registry_ref = ex_ref_string(&ref);
+            }
+            ex_ref_release(&ref);
+        }
+    }
+    if (rc < 0) {
+        kn_err_wrap(err, "cannot load base image '%s'", src->ref);
+        origin_unref(origin);
+        ex_image_release(&img);
+        return -1;
+    }
+    *out = result_from_image(&img, origin);
+    origin_unref(origin);
+    ex_image_release(&img);
+    return 0;
+}
+
+static int run_source_scratch(struct ex_result **out)
+{
+    *out = ex_result_rootfs(NULL, NULL, 0);
+    return 0;
+}
+
+/* ---- merge (COPY --link): the layers of every input, in order ---------------- */
+
+static int run_merge(struct ex_result *const *inputs, size_t n, struct ex_result **out,
+                     struct kn_error **err)
+{
+    struct ex_result *r = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (inputs[i]->kind != EX_RESULT_ROOTFS) {
+            ex_result_unref(r);
+            return kn_err_set(err, KN_E_INTERNAL, "merge input %zu is not a filesystem", i);
+        }
+        struct ex_result *next = ex_result_rootfs(r ? r : inputs[i], r ? inputs[i]->layers : NULL,
+                                                  r ? inputs[i]->nlayers : 0);
+        if (!r) {
+            free(next->base_config);
+            next->base_config =
+                inputs[0]->base_config ? kn_strdup(inputs[0]->base_config) : NULL;
+        }
+        ex_result_unref(r);
+        r = next;
+    }
+    if (!r)
+        return kn_err_set(err, KN_E_INTERNAL, "merge without inputs");
+    *out = r;
+    return 0;
+}
+
+/* ---- cache keys and the cache index ------------------------------------------ */
+
+int ex_ops_cache_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
+                     struct ex_result *const *inputs, char key[KN_DIGEST_SIZE],
+                     struct kn_error **err)
+{
+    const struct ir_vertex *v = &g->v[vi];
+    struct kn_sha256 h;
+    kn_sha256_init(&h);
+    kn_sha256_update(&h, "kiln.cachekey/1", 15);
+    kn_sha256_update(&h, v->digest, KN_DIGEST_LEN);
+    /* what the layers are made of matters: the same step with another
+     * compression is another blob */
+    char comp[32];
+    snprintf(comp, sizeof(comp), "%d/%d", (int)ops->o.layer.compression, ops->o.layer.level);
+    kn_sha256_update(&h, comp, strlen(comp) + 1);
+    for (size_t i = 0; i < v->ninputs; i++)
+        kn_sha256_update(&h, inputs[i]->id, KN_DIGEST_LEN);
+    if (v->op == IR_FILE && ex_ops_file_key(ops, g, vi, inputs, &h, err) < 0) {
+        kn_sha256_release(&h);
+        return -1;
+    }
+    kn_sha256_final(&h, key);
+    return 0;
+}
+
+int ex_ops_cache_lookup(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
+                        const char *key, struct ex_result **out, struct kn_error **err)
+{
+    enum ir_op op = g->v[vi].op;
+    /* sources are cheap to "run" and must see the registry's current state */
+    if (op != IR_EXEC && op != IR_FILE && op != IR_MERGE)
+        return 0;
+    struct kn_buf val = KN_BUF_INIT;
+    int rc = ex_store_cache_get(ops->o.store, key, &val, err);
+    if (rc <= 0) {
+        kn_buf_release(&val);
+        return rc;
+    }
+    struct kn_error *derr = NULL;
+    struct ex_result *r = ex_result_decode(ops, val.data, &derr);
+    kn_buf_release(&val);
+    if (!r) {
+        /* a corrupt entry is a miss, not a failed build */
+        kn_warn("ignoring cache entry %s: %s", key, derr->msg);
+        kn_err_free(derr);
+        return 0;
+    }
+    /* an entry whose blobs are gone (pruned) is a miss too */
+    for (size_t i = 0; i < r->nlayers; i++) {
+        if (!r->layers[i].origin && !ex_store_has_blob(ops->o.store, r->layers[i].desc.digest)) {
+            ex_result_unref(r);
+            return 0;
+        }
+    }
+    *out = r;
+    return 1;
+}
+
+int ex_ops_cache_store(struct ex_ops *ops, const char *key, const struct ex_result *r,
+                       struct kn_error **err)
+{
+    if (r->kind != EX_RESULT_ROOTFS)
+        return 0;
+    _cleanup_free_ char *val = ex_result_encode(r);
+    return ex_store_cache_put(ops->o.store, key, val, err);
+}
+
+int ex_ops_execute(struct ex_ops *ops, const struct ex_job *job, const struct ir_graph *g,
+                   uint32_t vi, struct ex_result *const *inputs, const char *key,
+                   struct ex_result **out, struct kn_error **err)
+{
+    const struct ir_vertex *v = &g->v[vi];
+    int rc;
+    switch (v->op) {
+    case IR_SOURCE_IMAGE:
+        return run_source_image(ops, &v->u.image, out, err);
+    case IR_SOURCE_LOCAL:
+        return run_source_local(ops, &v->u.local, out, err);
+    case IR_SOURCE_SCRATCH:
+        return run_source_scratch(out);
+    case IR_SOURCE_HTTP:
+        return ex_ops_run_http(ops, &v->u.http, out, err);
+    case IR_EXEC:
+        rc = ex_ops_run_exec(ops, job, g, vi, inputs, out, err);
+        break;
+    case IR_FILE:
+        rc = ex_ops_run_file(ops, job, g, vi, inputs, out, err);
+        break;
+    case IR_MERGE:
+        rc = run_merge(inputs, v->ninputs, out, err);
+        break;
+    default:
+        return kn_err_set(err, KN_E_INTERNAL, "unknown op %d", (int)v->op);
+    }
+    if (rc == 0 && key && ex_ops_cache_store(ops, key, *out, err) < 0) {
+        ex_result_unref(*out);
+        *out = NULL;
+        return -1;
+    }
+    return rc;
+}
+
+/* ---- the final image ----------------------------------------------------------- */
+
+int ex_ops_image(struct ex_ops *ops, struct ex_result *root, const struct ir_output *out,
+                 int64_t source_date_epoch, struct ex_image *img, struct kn_error **err)
+{
+    if (root->kind != EX_RESULT_ROOTFS)
+        return kn_err_set(err, KN_E_INTERNAL, "output is not a filesystem");
+    struct ex_config *cfg = ex_config_parse(out->config, strlen(out->config), err);
+    if (!cfg)
+        return kn_err_wrap(err, "invalid image config of output '%s'", out->name);
+    const char *base = root->base_config;
+    if (ex_config_set_base(cfg, base, base ? strlen(base) : 0, err) < 0) {
+        ex_config_free(cfg);
+        return -1;
+    }
+    size_t nbase = ex_config_ndiff_ids(cfg);
+    size_t nnew = 0;
+    for (size_t i = 0; i < out->nhistory; i++)
+        nnew += !out->history[i].empty_layer;
+    if (nbase > root->nlayers || root->nlayers - nbase != nnew) {
+        ex_config_free(cfg);
+        return kn_err_set(err, KN_E_INTERNAL,
+                          "output '%s' has %zu layers but its base has %zu and its history %zu",
+                          out->name, root->nlayers, nbase, nnew);
+    }
+    int64_t created = ex_image_created(source_date_epoch);
+    size_t li = nbase;
+    for (size_t i = 0; i < out->nhistory; i++) {
+        const struct ir_history *hi = &out->history[i];
+        const char *diff = hi->empty_layer ? NULL : root->layers[li++].diff_id;
+        ex_config_add_history(cfg, diff, hi->created_by, hi->comment, created);
+    }
+    ex_config_set_created(cfg, created);
+    struct kn_buf cj = KN_BUF_INIT;
+    ex_config_serialize(cfg, &cj);
+    ex_config_free(cfg);
+
+    struct ex_descriptor *layers = kn_calloc(root->nlayers + 1, sizeof(*layers));
+    int rc = 0;
+    for (size_t i = 0; i < root->nlayers && rc == 0; i++) {
+        rc = ex_ops_ensure_blob(ops, &root->layers[i], err);
+        layers[i] = root->layers[i].desc;
+        /* a docker base's layers keep their bytes; OCI media types name them */
+        layers[i].media_type = (char *)ex_media_type_to_oci(root->layers[i].desc.media_type);
+    }
+    if (rc == 0)
+        rc = ex_image_commit(ops->o.store, cj.data, cj.len, layers, root->nlayers, img, err);
+    free(layers);
+    kn_buf_release(&cj);
+    return rc;
+}
+
+int ex_ops_export_rootfs(struct ex_ops *ops, struct ex_result *root, const char *dir,
+                         struct kn_error **err)
+{
+    struct ex_snapshot *snap = ex_result_snapshot(ops, root, err);
+    if (!snap)
+        return -1;
+    return ex_snapshot_flatten(snap, dir, err);
+}
