@@ -1216,8 +1216,11 @@ int ex_http_do(struct ex_registry *r, const char *domain, struct ex_req *q, stru
             continue;
         }
         /* a TLS server answering our plain http (loopback hosts start with http) */
+        /* (a HEAD gets the same 400 without the body that says why: a
+         * registry never answers a HEAD with 400 otherwise) */
         if (x.status == 400 && same_host && scheme == SCHEME_HTTP && h->loopback &&
-            x.errbody.data && strstr(x.errbody.data, "HTTPS server") &&
+            ((x.errbody.data && strstr(x.errbody.data, "HTTPS server")) ||
+             (strcmp(q->method, "HEAD") == 0 && x.errbody.len == 0)) &&
             kn_str_startswith(url, "http://")) {
             pthread_mutex_lock(&r->lock);
             h->scheme = SCHEME_HTTPS;
