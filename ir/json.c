@@ -16,7 +16,7 @@
  * KN_E_PARSE errors naming the graph and the vertex. Sizes are capped before
  * anything is allocated for them.
  */
-#include "ir.h"
+#include "internal.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -24,26 +24,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CANON_FORMAT "kiln.vertex/1"
-
-static const char *const net_names[] = {"default", "host", "none"};
-static const char *const sec_names[] = {"sandbox", "insecure"};
-static const char *const mount_names[] = {"bind", "cache", "tmpfs", "secret", "ssh"};
-static const char *const sharing_names[] = {"shared", "private", "locked"};
-static const char *const kind_names[] = {"copy", "mkdir", "mkfile", "rm", "symlink"};
-static const char *const flag_names[] = {
+const char *const ir_net_names[] = {"default", "host", "none"};
+const char *const ir_sec_names[] = {"sandbox", "insecure"};
+const char *const ir_mount_names[] = {"bind", "cache", "tmpfs", "secret", "ssh"};
+const char *const ir_sharing_names[] = {"shared", "private", "locked"};
+const char *const ir_kind_names[] = {"copy", "mkdir", "mkfile", "rm", "symlink"};
+const char *const ir_flag_names[] = {
     "follow_symlinks", "dir_contents",    "wildcard", "allow_empty_wildcard", "unpack",
     "create_parents",  "allow_not_found", "parents",  "keep_git_dir",         "dest_is_dir",
 };
 
-_Static_assert(1u << (KN_ARRAY_SIZE(flag_names) - 1) == IR_FF_DEST_IS_DIR,
-               "every file flag needs a name in flag_names");
+_Static_assert(KN_ARRAY_SIZE(ir_net_names) == IR_NET_NAMES, "net names");
+_Static_assert(KN_ARRAY_SIZE(ir_sec_names) == IR_SEC_NAMES, "security names");
+_Static_assert(KN_ARRAY_SIZE(ir_mount_names) == IR_MOUNT_NAMES, "mount names");
+_Static_assert(KN_ARRAY_SIZE(ir_sharing_names) == IR_SHARING_NAMES, "sharing names");
+_Static_assert(KN_ARRAY_SIZE(ir_kind_names) == IR_KIND_NAMES, "kind names");
+_Static_assert(KN_ARRAY_SIZE(ir_flag_names) == IR_FLAG_NAMES, "flag names");
+_Static_assert(1u << (IR_FLAG_NAMES - 1) == IR_FF_DEST_IS_DIR,
+               "every file flag needs a name in ir_flag_names");
+
+#define net_names     ir_net_names
+#define sec_names     ir_sec_names
+#define mount_names   ir_mount_names
+#define sharing_names ir_sharing_names
+#define kind_names    ir_kind_names
+#define flag_names    ir_flag_names
+#define CANON_FORMAT  IR_CANON_FORMAT
 
 /* ---- base64 (RFC 4648, standard alphabet, padded) ----------------------- */
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static char *base64_encode(const unsigned char *p, size_t n)
+char *ir_base64_encode(const unsigned char *p, size_t n)
 {
     char *out = kn_malloc(n / 3 * 4 + 5);
     char *o = out;
@@ -209,7 +221,7 @@ static json_t *action_json(struct enc *e, const struct ir_file_action *a)
     set_str(e, o, "dest", a->dest);
     set_str(e, o, "target", a->target);
     if (a->datalen) {
-        char *d = base64_encode((const unsigned char *)a->data, a->datalen);
+        char *d = ir_base64_encode((const unsigned char *)a->data, a->datalen);
         json_object_set_new(o, "data", json_string(d));
         free(d);
     }
@@ -294,7 +306,7 @@ static json_t *inputs_json(const struct ir_graph *g, const struct ir_vertex *v)
     return a;
 }
 
-char *ir_vertex_canonical(const struct ir_graph *g, const struct ir_vertex *v)
+char *ir_vertex_canonical_json(const struct ir_graph *g, const struct ir_vertex *v)
 {
     const char *op = ir_op_name(v->op);
     if (!op)
@@ -311,18 +323,6 @@ char *ir_vertex_canonical(const struct ir_graph *g, const struct ir_vertex *v)
     if (!s && !e.bad)
         kn_die("cannot serialize a vertex");
     return s;
-}
-
-void ir_vertex_compute_digest(const struct ir_graph *g, const struct ir_vertex *v,
-                              char out[KN_DIGEST_SIZE])
-{
-    char *s = ir_vertex_canonical(g, v);
-    if (!s) {
-        out[0] = '\0';
-        return;
-    }
-    kn_sha256_digest(s, strlen(s), out);
-    free(s);
 }
 
 /* ---- dump ----------------------------------------------------------------- */
