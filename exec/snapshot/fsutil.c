@@ -1,0 +1,198 @@
+/*
+ * Small filesystem helpers of the snapshot module: opening inside a root,
+ * whiteout and opaque markers in overlay form, copying file bytes, and an
+ * rm -rf that copes with the mode-000 directories overlayfs leaves in its
+ * work dir. Everything works relative to directory fds.
+ */
+#include "exec/snapshot/internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+int ex_openat_in_root(int dirfd, const char *path, int flags, unsigned long long resolve)
+{
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = (unsigned long long)(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | resolve;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+bool ex_dir_is_opaque(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    char v[4];
+    bool opaque = false;
+    ssize_t n = fgetxattr(fd, EX_OPAQUE_XATTR, v, sizeof(v));
+    if (n == 1 && v[0] == 'y')
+        opaque = true;
+    if (!opaque) {
+        n = fgetxattr(fd, EX_TRUSTED_OPAQUE_XATTR, v, sizeof(v));
+        opaque = n == 1 && v[0] == 'y';
+    }
+    if (!opaque) {
+        struct stat st;
+        opaque = fstatat(fd, EX_WH_OPAQUE, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    }
+    close(fd);
+    return opaque;
+}
+
+int ex_make_whiteout(int dirfd, const char *name, struct kn_error **err)
+{
+    if (mknodat(dirfd, name, S_IFCHR | 0, makedev(0, 0)) == 0)
+        return 0;
+    if (errno != EPERM && errno != EOPNOTSUPP)
+        return kn_err_sys(err, "cannot create whiteout '%s'", name);
+    char wh[NAME_MAX + 8];
+    if (snprintf(wh, sizeof(wh), EX_WH_PREFIX "%s", name) >= (int)sizeof(wh))
+        return kn_err_set(err, KN_E_UNSAFE, "name too long for a whiteout '%s'", name);
+    int fd = openat(dirfd, wh, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return kn_err_sys(err, "cannot create whiteout '%s'", wh);
+    close(fd);
+    return 0;
+}
+
+int ex_make_opaque(int dirfd, const char *name, struct kn_error **err)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return kn_err_sys(err, "cannot open '%s'", name);
+    if (fsetxattr(fd, EX_OPAQUE_XATTR, "y", 1, 0) == 0) {
+        close(fd);
+        return 0;
+    }
+    int wfd = openat(fd, EX_WH_OPAQUE, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    int saved = errno;
+    close(fd);
+    if (wfd < 0) {
+        errno = saved;
+        return kn_err_sys(err, "cannot mark '%s' opaque", name);
+    }
+    close(wfd);
+    return 0;
+}
+
+int ex_copy_fd(int in, int out, off_t size)
+{
+    off_t done = 0;
+    while (done < size) {
+        ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)(size - done), 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)
+                break;
+            return -1;
+        }
+        if (n == 0)
+            return 0; /* file shrank: take what is there */
+        done += n;
+    }
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return 0;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                return -1;
+            off += w;
+        }
+    }
+}
+
+static int rmtree_fd(int fd, const char *what, int depth, struct kn_error **err)
+{
+    if (depth > 4096)
+        return kn_err_set(err, KN_E_UNSAFE, "directory tree too deep under '%s'", what);
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return kn_err_sys(err, "cannot read directory under '%s'", what);
+    }
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0)))
+            continue;
+        if (unlinkat(dirfd(d), n, 0) == 0 || errno == ENOENT)
+            continue;
+        if (errno != EISDIR && errno != EPERM) {
+            rc = kn_err_sys(err, "cannot remove '%s' under '%s'", n, what);
+            break;
+        }
+        int sub = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0 && errno == EACCES) {
+            fchmodat(dirfd(d), n, 0700, 0);
+            sub = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (sub < 0) {
+            rc = kn_err_sys(err, "cannot remove '%s' under '%s'", n, what);
+            break;
+        }
+        struct stat st;
+        if (fstat(sub, &st) == 0 && (st.st_mode & 0700) != 0700)
+            fchmod(sub, (st.st_mode & 07777) | 0700);
+        if (rmtree_fd(sub, what, depth + 1, err) < 0) {
+            rc = -1;
+            break;
+        }
+        if (unlinkat(dirfd(d), n, AT_REMOVEDIR) < 0 && errno != ENOENT) {
+            rc = kn_err_sys(err, "cannot remove '%s' under '%s'", n, what);
+            break;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+int ex_rmtree_at(int dirfd, const char *what, struct kn_error **err)
+{
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return kn_err_sys(err, "cannot remove '%s'", what);
+    return rmtree_fd(fd, what, 0, err);
+}
+
+int ex_snapshot_rmtree(const char *path, struct kn_error **err)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : kn_err_sys(err, "cannot remove '%s'", path);
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlink(path) < 0 && errno != ENOENT)
+            return kn_err_sys(err, "cannot remove '%s'", path);
+        return 0;
+    }
+    if ((st.st_mode & 0700) != 0700)
+        chmod(path, (st.st_mode & 07777) | 0700);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return kn_err_sys(err, "cannot remove '%s'", path);
+    if (rmtree_fd(fd, path, 0, err) < 0)
+        return -1;
+    if (rmdir(path) < 0 && errno != ENOENT)
+        return kn_err_sys(err, "cannot remove '%s'", path);
+    return 0;
+}
