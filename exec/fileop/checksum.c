@@ -1,0 +1,283 @@
+/*
+ * Content checksums for COPY/ADD cache keys, and the process-wide cache of
+ * per-file content hashes behind them.
+ *
+ * A copy action's checksum covers exactly what it copies: the sources after
+ * wildcard matching, the view's .dockerignore patterns and the action's
+ * --exclude patterns, walked in sorted order. Each entry contributes its
+ * path (relative to the match, prefixed by the match's path), its type and
+ * permission bits, its owner when the view keeps owners (another stage or
+ * an image; a context's files all become 0:0), a symlink's target and a
+ * regular file's content sha256. Mtimes are left out: touching a file does
+ * not bust the cache, editing it does. The content hash of a file is cached
+ * by (dev, ino, size, mtime ns, ctime ns), so a context is read once per
+ * process however many COPYs look at it; any change to the file changes
+ * ctime and misses the cache.
+ */
+#include "exec/fileop/plan.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct hkey {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    int64_t mtime_ns, ctime_ns;
+};
+
+struct hslot {
+    struct hkey k;
+    bool used;
+    char digest[KN_DIGEST_SIZE];
+};
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct hslot *cache_v;
+static size_t cache_cap, cache_n;
+static struct ex_fileop_hash_stats cache_stats;
+
+#define CACHE_MAX 4000000 /* entries; beyond this the cache is reset */
+
+static size_t hkey_hash(const struct hkey *k)
+{
+    uint64_t h = (uint64_t)k->dev * 0x9e3779b97f4a7c15ull;
+    h ^= (uint64_t)k->ino + 0x7f4a7c15ull + (h << 6) + (h >> 2);
+    h ^= (uint64_t)k->size * 0xbf58476d1ce4e5b9ull;
+    h ^= (uint64_t)k->mtime_ns * 0x94d049bb133111ebull;
+    h ^= (uint64_t)k->ctime_ns;
+    return (size_t)(h ^ (h >> 31));
+}
+
+static bool hkey_eq(const struct hkey *a, const struct hkey *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
+}
+
+static struct hslot *cache_find(const struct hkey *k)
+{
+    if (!cache_cap)
+        return NULL;
+    for (size_t j = hkey_hash(k) & (cache_cap - 1);; j = (j + 1) & (cache_cap - 1)) {
+        if (!cache_v[j].used)
+            return &cache_v[j];
+        if (hkey_eq(&cache_v[j].k, k))
+            return &cache_v[j];
+    }
+}
+
+static void cache_insert(const struct hkey *k, const char *digest)
+{
+    if (cache_n >= CACHE_MAX) {
+        free(cache_v);
+        cache_v = NULL;
+        cache_cap = cache_n = 0;
+    }
+    if ((cache_n + 1) * 2 > cache_cap) {
+        size_t ncap = cache_cap ? cache_cap * 2 : 1024;
+        struct hslot *old = cache_v;
+        size_t ocap = cache_cap;
+        cache_v = kn_calloc(ncap, sizeof(*cache_v));
+        cache_cap = ncap;
+        for (size_t i = 0; i < ocap; i++)
+            if (old[i].used)
+                *cache_find(&old[i].k) = old[i];
+        free(old);
+    }
+    struct hslot *s = cache_find(k);
+    if (!s->used)
+        cache_n++;
+    s->used = true;
+    s->k = *k;
+    memcpy(s->digest, digest, KN_DIGEST_SIZE);
+}
+
+void ex_fileop_hash_stats(struct ex_fileop_hash_stats *out)
+{
+    pthread_mutex_lock(&cache_mu);
+    *out = cache_stats;
+    pthread_mutex_unlock(&cache_mu);
+}
+
+void ex_fileop_hash_cache_clear(void)
+{
+    pthread_mutex_lock(&cache_mu);
+    free(cache_v);
+    cache_v = NULL;
+    cache_cap = cache_n = 0;
+    memset(&cache_stats, 0, sizeof(cache_stats));
+    pthread_mutex_unlock(&cache_mu);
+}
+
+int fo_hash_file(int fd, const struct stat *st, char out[KN_DIGEST_SIZE], struct kn_error **err)
+{
+    struct stat cur;
+    if (fstat(fd, &cur) < 0)
+        return kn_err_sys(err, "cannot stat a source file");
+    (void)st;
+    struct hkey k = {.dev = cur.st_dev,
+                     .ino = cur.st_ino,
+                     .size = cur.st_size,
+                     .mtime_ns = (int64_t)cur.st_mtim.tv_sec * 1000000000 + cur.st_mtim.tv_nsec,
+                     .ctime_ns = (int64_t)cur.st_ctim.tv_sec * 1000000000 + cur.st_ctim.tv_nsec};
+    pthread_mutex_lock(&cache_mu);
+    struct hslot *s = cache_find(&k);
+    if (s && s->used) {
+        memcpy(out, s->digest, KN_DIGEST_SIZE);
+        cache_stats.hits++;
+        pthread_mutex_unlock(&cache_mu);
+        return 0;
+    }
+    cache_stats.misses++;
+    pthread_mutex_unlock(&cache_mu);
+    struct kn_sha256 h;
+    kn_sha256_init(&h);
+    static const size_t bufsz = 1 << 17;
+    char *buf = kn_malloc(bufsz);
+    uint64_t total = 0;
+    off_t off = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, bufsz, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int rc = kn_err_sys(err, "cannot read a source file");
+            kn_sha256_release(&h);
+            free(buf);
+            return rc;
+        }
+        if (n == 0)
+            break;
+        kn_sha256_update(&h, buf, (size_t)n);
+        off += n;
+        total += (uint64_t)n;
+    }
+    free(buf);
+    kn_sha256_final(&h, out);
+    pthread_mutex_lock(&cache_mu);
+    cache_stats.bytes_hashed += total;
+    cache_insert(&k, out);
+    pthread_mutex_unlock(&cache_mu);
+    return 0;
+}
+
+/* ---- the checksum of an action ---------------------------------------------- */
+
+struct ck {
+    const struct ex_view *v;
+    struct kn_sha256 h;
+    struct kn_patterns *exclude;
+};
+
+static int ck_entry(struct ck *c, const char *path, const struct vnode *n, struct kn_error **err)
+{
+    const struct stat *st = &n->st;
+    char rec[256];
+    int len = snprintf(rec, sizeof(rec), "%o %o", (unsigned)(st->st_mode & S_IFMT) >> 12,
+                       (unsigned)(st->st_mode & 07777));
+    kn_sha256_update(&c->h, path, strlen(path) + 1);
+    kn_sha256_update(&c->h, rec, (size_t)len + 1);
+    if (c->v->keep_owners) {
+        len = snprintf(rec, sizeof(rec), "%ju:%ju", (uintmax_t)st->st_uid, (uintmax_t)st->st_gid);
+        kn_sha256_update(&c->h, rec, (size_t)len + 1);
+    }
+    if (S_ISLNK(st->st_mode)) {
+        char *t = view_readlink(c->v, n->layer, n->path, err);
+        if (!t)
+            return -1;
+        kn_sha256_update(&c->h, t, strlen(t) + 1);
+        free(t);
+    } else if (S_ISREG(st->st_mode)) {
+        int fd = view_open_node(c->v, n, err);
+        if (fd < 0)
+            return -1;
+        char d[KN_DIGEST_SIZE];
+        int rc = fo_hash_file(fd, st, d, err);
+        close(fd);
+        if (rc < 0)
+            return -1;
+        kn_sha256_update(&c->h, d, KN_DIGEST_LEN + 1);
+    } else if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
+        len = snprintf(rec, sizeof(rec), "%ju", (uintmax_t)st->st_rdev);
+        kn_sha256_update(&c->h, rec, (size_t)len + 1);
+    }
+    kn_sha256_update(&c->h, "\n", 1);
+    return 0;
+}
+
+static int ck_walk(struct ck *c, const char *path, const char *rel, const struct vnode *n,
+                   int depth, struct kn_error **err)
+{
+    if (ck_entry(c, path, n, err) < 0)
+        return -1;
+    if (!S_ISDIR(n->st.st_mode))
+        return 0;
+    if (depth > FO_MAX_DEPTH)
+        return kn_err_set(err, KN_E_UNSAFE, "'%s' is nested too deeply", path);
+    struct ventry *ents = NULL;
+    size_t ne = 0;
+    if (view_list(c->v, n, &ents, &ne, err) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < ne && rc == 0; i++) {
+        char *cp = fo_join(path, ents[i].name);
+        char *cr = fo_join(rel, ents[i].name);
+        if (!action_excluded(c->exclude, cp, cr)) {
+            struct vnode cn;
+            int f = view_child_entry(c->v, n, &ents[i], &cn, err);
+            if (f < 0)
+                rc = -1;
+            if (f > 0) {
+                rc = ck_walk(c, cp, cr, &cn, depth + 1, err);
+                vnode_release(&cn);
+            }
+        }
+        free(cp);
+        free(cr);
+    }
+    ventries_free(ents, ne);
+    return rc;
+}
+
+int ex_fileop_checksum(const struct ex_view *v, const struct ir_file_action *a,
+                       char out[KN_DIGEST_SIZE], struct kn_error **err)
+{
+    struct ck c = {.v = v};
+    if (a->kind != IR_FILE_COPY) {
+        kn_sha256_digest("", 0, out);
+        return 0;
+    }
+    if (a->nexclude) {
+        c.exclude = kn_patterns_new(a->exclude, a->nexclude, err);
+        if (!c.exclude)
+            return -1;
+    }
+    struct srcmatch *m = NULL;
+    size_t nm = 0;
+    if (sources_resolve(v, a, &m, &nm, err) < 0) {
+        kn_patterns_free(c.exclude);
+        return -1;
+    }
+    kn_sha256_init(&c.h);
+    int rc = 0;
+    for (size_t i = 0; i < nm && rc == 0; i++) {
+        if ((a->flags & IR_FF_WILDCARD) && action_excluded(c.exclude, m[i].written, m[i].base))
+            continue;
+        /* a match is named by its path in the source: renaming it changes the key */
+        char *top = kn_strdup(m[i].written);
+        rc = ck_walk(&c, top, "", &m[i].node, 0, err);
+        free(top);
+    }
+    if (rc == 0)
+        kn_sha256_final(&c.h, out);
+    else
+        kn_sha256_release(&c.h);
+    sources_free(m, nm);
+    kn_patterns_free(c.exclude);
+    return rc;
+}
