@@ -60,10 +60,15 @@ struct ex_layer_writer *ex_layer_writer_new(struct ex_store *s, const struct ex_
  * links: linkname. Whiteouts are added as OCI ".wh." names by the caller. */
 int ex_layer_writer_add(struct ex_layer_writer *w, const char *path, const struct stat *st, int fd,
                         const char *linkname, struct kn_error **err);
-/* Optional xattrs for the next entry added (name/value pairs). */
+/* Ends the tar, flushes the compressor and commits the blob to the store;
+ * frees w (also on failure). */
 int ex_layer_writer_finish(struct ex_layer_writer *w, struct ex_layer_info *out,
                            struct kn_error **err);
 void ex_layer_writer_abort(struct ex_layer_writer *w);
+/* Optional xattrs for the next entry added (call before ex_layer_writer_add;
+ * written as PAX SCHILY.xattr records, sorted by name). */
+int ex_layer_writer_add_xattr(struct ex_layer_writer *w, const char *name, const void *value,
+                              size_t size, struct kn_error **err);
 
 enum ex_unpack_flags {
     /* Keep whiteouts in overlay form (for a layer dir used as an overlay

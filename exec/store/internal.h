@@ -11,19 +11,19 @@
 #include <pthread.h>
 
 struct ex_store {
-    char *root;      /* ROOT, absolute or as given */
-    int rootfd;      /* O_PATH|O_DIRECTORY of ROOT */
-    int lockfd;      /* ROOT/lock, held LOCK_SH (LOCK_EX during prune) */
-    char *tmpdir;    /* ROOT/tmp/pPID-XXXXXX: this process's temporary names */
-    int tmplockfd;   /* tmpdir/.lock, held LOCK_EX while the store is open */
+    char *root;              /* ROOT, absolute or as given */
+    int rootfd;              /* O_PATH|O_DIRECTORY of ROOT */
+    int lockfd;              /* ROOT/lock, held LOCK_SH (LOCK_EX during prune) */
+    char *tmpdir;            /* ROOT/tmp/pPID-XXXXXX: this process's temporary names */
+    int tmplockfd;           /* tmpdir/.lock, held LOCK_EX while the store is open */
     pthread_mutex_t lock_mu; /* serializes lock conversions (prune) */
 };
 
 /* Subdirectories of ROOT. */
-#define EX_STORE_BLOBS "blobs/sha256"
+#define EX_STORE_BLOBS  "blobs/sha256"
 #define EX_STORE_LAYERS "layers/sha256"
-#define EX_STORE_CACHE "cache"
-#define EX_STORE_TMP "tmp"
+#define EX_STORE_CACHE  "cache"
+#define EX_STORE_TMP    "tmp"
 
 /* A temp dir whose owner left no lock file is stale after this many seconds. */
 #define EX_STORE_STALE_SECS 60

@@ -92,4 +92,12 @@ int ex_store_prune(struct ex_store *s, uint64_t keep, uint64_t *freed, struct kn
 /* Bytes used by the store. */
 int ex_store_usage(struct ex_store *s, uint64_t *bytes, struct kn_error **err);
 
+/* ---- helpers (added by the store's implementation) ---- */
+/* Removes a file or a whole tree (never following symlinks, making
+ * read-only directories writable first); a missing path is not an error.
+ * For temporary directories from ex_store_mkdtemp and failed unpacks. */
+int ex_store_remove_tree(const char *path, struct kn_error **err);
+/* The same for name relative to dirfd (name itself is not followed). */
+int ex_store_remove_tree_at(int dirfd, const char *name, struct kn_error **err);
+
 #endif

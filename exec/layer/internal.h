@@ -1,0 +1,31 @@
+/*
+ * exec/layer internals shared by the packer, the unpacker and their tests.
+ */
+#ifndef KILN_EXEC_LAYER_INTERNAL_H
+#define KILN_EXEC_LAYER_INTERNAL_H
+
+#include "layer.h"
+
+#include <locale.h>
+#include <sys/sysmacros.h>
+
+/* OCI whiteout names */
+#define EX_WH_PREFIX ".wh."
+#define EX_WH_OPAQUE ".wh..wh..opq"
+
+/* Caps on what a tar header may ask for. */
+#define EX_XATTR_MAX           (64u << 10) /* one xattr value (the kernel's limit) */
+#define EX_PATH_MAX            4095        /* a path in a layer */
+#define EX_PATH_DEPTH_MAX      512         /* components of a path in a layer */
+#define EX_DEFAULT_MAX_BYTES   (64ull << 30)
+#define EX_DEFAULT_MAX_ENTRIES 10000000ull
+
+/* A C.UTF-8 LC_CTYPE locale (or 0), for uselocale() around libarchive
+ * header reads and writes: tar names are converted as UTF-8 whatever the
+ * process locale, without touching process-wide state. */
+locale_t ex_layer_utf8_locale(void);
+
+/* Tests set this to exercise the fallback used where openat2 is missing. */
+extern bool ex_layer_no_openat2;
+
+#endif
