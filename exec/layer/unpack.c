@@ -375,8 +375,9 @@ static int whiteout(struct unpacker *u, struct archive_entry *e, const char *pat
     int rc = 0;
     if (strcmp(base, EX_WH_OPAQUE) == 0) {
         if (u->flags & EX_UNPACK_OVERLAY) {
-            if (fsetxattr(pfd, "trusted.overlay.opaque", "y", 1, 0) < 0 &&
-                fsetxattr(pfd, "user.overlay.opaque", "y", 1, 0) < 0) {
+            /* user.: the sandbox mounts overlayfs with "userxattr" (required
+             * in a user namespace), which ignores trusted.overlay.* */
+            if (fsetxattr(pfd, "user.overlay.opaque", "y", 1, 0) < 0) {
                 int fd = openat(pfd, base, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0);
                 if (fd < 0)
                     rc = entry_sys(u, err, "cannot create the opaque marker");

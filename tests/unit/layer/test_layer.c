@@ -388,9 +388,9 @@ static void test_roundtrip(void)
             check(lstat(F("%s/gone", dest), &g) == 0 && S_ISCHR(g.st_mode) && g.st_rdev == 0,
                   "%s: whiteout back to a 0/0 char device", cname[i]);
             char v[4] = {0};
-            check(getxattr(F("%s/opq", dest), "trusted.overlay.opaque", v, sizeof(v)) == 1 &&
+            check(getxattr(F("%s/opq", dest), "user.overlay.opaque", v, sizeof(v)) == 1 &&
                       v[0] == 'y',
-                  "%s: opaque back to trusted.overlay.opaque", cname[i]);
+                  "%s: opaque back to user.overlay.opaque", cname[i]);
             check(access(F("%s/opq/.wh..wh..opq", dest), F_OK) < 0, "%s: no opaque marker file",
                   cname[i]);
         }
