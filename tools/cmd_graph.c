@@ -29,19 +29,6 @@ static void graph_usage(FILE *f)
                "                  [--format text|json|dot] CONTEXT\n");
 }
 
-static int usage_error(const char *fmt, ...) KN_PRINTF(1, 2);
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "kiln: error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    graph_usage(stderr);
-    return KILN_EXIT_USAGE;
-}
-
 static int read_stdin(struct kn_buf *b, struct kn_error **err)
 {
     char chunk[65536];
@@ -197,7 +184,7 @@ int cmd_graph(int argc, char **argv)
             break;
         case O_BUILD_ARG:
             if (!*optarg || *optarg == '=')
-                rc = usage_error("invalid --build-arg '%s': want KEY[=VALUE]", optarg);
+                rc = kiln_usage_error("invalid --build-arg '%s': want KEY[=VALUE]", optarg);
             else
                 kn_vec_push(&o.build_args, optarg);
             break;
@@ -207,7 +194,7 @@ int cmd_graph(int argc, char **argv)
         case O_CONTEXT: {
             char *eq = strchr(optarg, '=');
             if (!eq || eq == optarg || !eq[1]) {
-                rc = usage_error("invalid --build-context '%s': want NAME=SRC", optarg);
+                rc = kiln_usage_error("invalid --build-context '%s': want NAME=SRC", optarg);
                 break;
             }
             *eq = 0;
@@ -217,7 +204,7 @@ int cmd_graph(int argc, char **argv)
         }
         case O_LABEL:
             if (!strchr(optarg, '=') || *optarg == '=')
-                rc = usage_error("invalid --label '%s': want KEY=VALUE", optarg);
+                rc = kiln_usage_error("invalid --label '%s': want KEY=VALUE", optarg);
             else
                 kn_vec_push(&o.labels, optarg);
             break;
@@ -230,7 +217,7 @@ int cmd_graph(int argc, char **argv)
         case O_FORMAT:
             if (strcmp(optarg, "json") != 0 && strcmp(optarg, "dot") != 0 &&
                 strcmp(optarg, "text") != 0)
-                rc = usage_error("invalid --format '%s': want text, json or dot", optarg);
+                rc = kiln_usage_error("invalid --format '%s': want text, json or dot", optarg);
             o.format = optarg;
             break;
         case 'h':
@@ -238,17 +225,17 @@ int cmd_graph(int argc, char **argv)
             rc = KILN_EXIT_OK;
             break;
         case ':':
-            rc = usage_error("option '%s' requires a value", argv[optind - 1]);
+            rc = kiln_usage_error("option '%s' requires a value", argv[optind - 1]);
             break;
         default:
-            rc = usage_error("unknown option '%s'", argv[optind - 1]);
+            rc = kiln_usage_error("unknown option '%s'", argv[optind - 1]);
             break;
         }
     }
     if (rc < 0) {
         if (optind != argc - 1)
-            rc = usage_error("%s",
-                             optind >= argc ? "missing CONTEXT" : "exactly one CONTEXT expected");
+            rc = kiln_usage_error("%s", optind >= argc ? "missing CONTEXT"
+                                                       : "exactly one CONTEXT expected");
         else
             rc = run_graph(&o, argv[optind]);
     }

@@ -17,44 +17,29 @@
 
 static void inspect_usage(FILE *f)
 {
-    fprintf(f, "usage: kiln inspect [OPTIONS] REF\n"
-               "  REF                          a registry reference, or oci-layout://PATH[:TAG]\n"
-               "      --raw                    print the raw manifest or index\n"
-               "      --config                 print the image config\n"
-               "      --platform OS/ARCH[/V]   the platform to pick from an index\n"
-               "      --insecure-registry HOST allow HTTP / unverified TLS (repeatable)\n"
-               "      --registry-ca FILE       extra CA certificates\n"
-               "      --authfile FILE          credentials file\n");
+    fprintf(
+        f,
+        "usage: kiln inspect [OPTIONS] REF\n"
+        "  REF                          a registry reference, or oci-layout://PATH[:TAG]\n"
+        "      --raw                    print the raw manifest or index\n"
+        "      --config                 print the image config\n"
+        "      --platform OS/ARCH[/V]   the platform to pick from an index\n" KILN_REGISTRY_USAGE);
 }
 
-enum { OPT_PLATFORM = 256, OPT_INSECURE, OPT_CA, OPT_AUTHFILE, OPT_RAW, OPT_CONFIG };
+enum { OPT_PLATFORM = 256, OPT_RAW, OPT_CONFIG };
 
 struct inspect_args {
     const char *ref;
     const char *platform;
-    struct kn_strv insecure;
-    const char *ca, *authfile;
+    struct kiln_registry_args reg;
     bool raw, config;
 };
-
-KN_PRINTF(1, 2) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    struct kn_error *e = kn_err_newv(KN_E_USAGE, fmt, ap);
-    va_end(ap);
-    kiln_print_error(e);
-    kn_err_free(e);
-    return KILN_EXIT_USAGE;
-}
 
 static int parse_args(int argc, char **argv, struct inspect_args *a)
 {
     static const struct option opts[] = {
         {"platform", required_argument, NULL, OPT_PLATFORM},
-        {"insecure-registry", required_argument, NULL, OPT_INSECURE},
-        {"registry-ca", required_argument, NULL, OPT_CA},
-        {"authfile", required_argument, NULL, OPT_AUTHFILE},
+        KILN_REGISTRY_LONGOPTS,
         {"raw", no_argument, NULL, OPT_RAW},
         {"config", no_argument, NULL, OPT_CONFIG},
         {"help", no_argument, NULL, 'h'},
@@ -68,15 +53,6 @@ static int parse_args(int argc, char **argv, struct inspect_args *a)
         case OPT_PLATFORM:
             a->platform = optarg;
             break;
-        case OPT_INSECURE:
-            kn_strv_push(&a->insecure, optarg);
-            break;
-        case OPT_CA:
-            a->ca = optarg;
-            break;
-        case OPT_AUTHFILE:
-            a->authfile = optarg;
-            break;
         case OPT_RAW:
             a->raw = true;
             break;
@@ -87,17 +63,19 @@ static int parse_args(int argc, char **argv, struct inspect_args *a)
             inspect_usage(stdout);
             return -1;
         case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
+            return kiln_usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            if (kiln_registry_arg(&a->reg, c, optarg))
+                break;
+            return kiln_usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (argc - optind != 1) {
         inspect_usage(stderr);
-        return usage_error("%s", argc - optind == 0 ? "missing REF" : "too many arguments");
+        return kiln_usage_error("%s", argc - optind == 0 ? "missing REF" : "too many arguments");
     }
     if (a->raw && a->config)
-        return usage_error("%s", "--raw and --config exclude each other");
+        return kiln_usage_error("%s", "--raw and --config exclude each other");
     a->ref = argv[optind];
     return 0;
 }
@@ -136,14 +114,7 @@ static int from_registry(const struct inspect_args *a, const struct ir_platform 
     struct ex_ref ref;
     if (ex_ref_parse(a->ref, &ref, err) < 0)
         return -1;
-    struct ex_registry_opts ro = {
-        .insecure = a->insecure.v,
-        .ninsecure = a->insecure.n,
-        .ca_file = a->ca,
-        .auth_file = a->authfile,
-        .user_agent = "kiln/" KILN_VERSION,
-    };
-    struct ex_registry *r = ex_registry_new(&ro, err);
+    struct ex_registry *r = kiln_registry_open(&a->reg, err);
     struct ex_store *s = NULL;
     char *root = NULL;
     int rc = r ? 0 : -1;
@@ -177,7 +148,7 @@ int cmd_inspect(int argc, char **argv)
     struct inspect_args a = {0};
     int st = parse_args(argc, argv, &a);
     if (st != 0) {
-        kn_strv_release(&a.insecure);
+        kiln_registry_args_release(&a.reg);
         return st < 0 ? KILN_EXIT_OK : st;
     }
     struct kn_error *err = NULL;
@@ -214,6 +185,6 @@ int cmd_inspect(int argc, char **argv)
     free(t.name);
     ex_image_release(&t.img);
     ex_platform_clear(&plat);
-    kn_strv_release(&a.insecure);
+    kiln_registry_args_release(&a.reg);
     return st;
 }

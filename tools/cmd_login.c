@@ -86,7 +86,7 @@ static void wipe_free(char *s)
     }
 }
 
-enum { OPT_PASSWORD_STDIN = 256, OPT_AUTHFILE, OPT_INSECURE, OPT_CA };
+enum { OPT_PASSWORD_STDIN = 256 };
 
 int cmd_login(int argc, char **argv)
 {
@@ -94,16 +94,13 @@ int cmd_login(int argc, char **argv)
         {"username", required_argument, NULL, 'u'},
         {"password", required_argument, NULL, 'p'},
         {"password-stdin", no_argument, NULL, OPT_PASSWORD_STDIN},
-        {"authfile", required_argument, NULL, OPT_AUTHFILE},
-        {"insecure-registry", required_argument, NULL, OPT_INSECURE},
-        {"registry-ca", required_argument, NULL, OPT_CA},
+        KILN_REGISTRY_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char *user = NULL, *password = NULL;
     bool from_stdin = false;
-    struct ex_registry_opts opts = {0};
-    struct kn_strv insecure = {0};
+    struct kiln_registry_args reg = {0};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "u:p:h", longopts, NULL)) != -1) {
@@ -119,26 +116,19 @@ int cmd_login(int argc, char **argv)
         case OPT_PASSWORD_STDIN:
             from_stdin = true;
             break;
-        case OPT_AUTHFILE:
-            opts.auth_file = optarg;
-            break;
-        case OPT_INSECURE:
-            kn_strv_push(&insecure, optarg);
-            break;
-        case OPT_CA:
-            opts.ca_file = optarg;
-            break;
         case 'h':
             login_usage(stdout);
             free(user);
             wipe_free(password);
-            kn_strv_release(&insecure);
+            kiln_registry_args_release(&reg);
             return KILN_EXIT_OK;
         default:
+            if (kiln_registry_arg(&reg, c, optarg))
+                break;
             login_usage(stderr);
             free(user);
             wipe_free(password);
-            kn_strv_release(&insecure);
+            kiln_registry_args_release(&reg);
             return KILN_EXIT_USAGE;
         }
     }
@@ -171,9 +161,7 @@ int cmd_login(int argc, char **argv)
             password = prompt("Password", true);
     }
     if (!err) {
-        opts.insecure = insecure.v;
-        opts.ninsecure = insecure.n;
-        struct ex_registry *r = ex_registry_new(&opts, &err);
+        struct ex_registry *r = kiln_registry_open(&reg, &err);
         if (r && ex_registry_login(r, argv[optind], user, password, &err) == 0)
             printf("Login Succeeded\n");
         ex_registry_free(r);
@@ -187,14 +175,14 @@ int cmd_login(int argc, char **argv)
     }
     free(user);
     wipe_free(password);
-    kn_strv_release(&insecure);
+    kiln_registry_args_release(&reg);
     return rc;
 }
 
 int cmd_logout(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"authfile", required_argument, NULL, OPT_AUTHFILE},
+        {"authfile", required_argument, NULL, KILN_OPT_AUTHFILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -203,7 +191,7 @@ int cmd_logout(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
-        case OPT_AUTHFILE:
+        case KILN_OPT_AUTHFILE:
             opts.auth_file = optarg;
             break;
         case 'h':

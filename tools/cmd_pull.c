@@ -16,25 +16,19 @@
 
 static void pull_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: kiln pull [OPTIONS] REF\n"
-            "  REF                          a registry reference, oci-layout://PATH[:TAG] or\n"
-            "                               oci-archive://FILE[:TAG]\n"
-            "  -o, --output SPEC            type=oci,dest=DIR|FILE.tar | type=docker,dest=FILE |\n"
-            "                               type=local,dest=DIR (repeatable; default type oci)\n"
-            "      --platform OS/ARCH[/V]   the platform to pick from an index\n"
-            "      --insecure-registry HOST allow HTTP / unverified TLS (repeatable)\n"
-            "      --registry-ca FILE       extra CA certificates\n"
-            "      --authfile FILE          credentials file\n"
-            "      --iidfile FILE           write the image ID (config digest)\n"
-            "      --metadata-file FILE     write digests as JSON\n");
+    fprintf(
+        f, "usage: kiln pull [OPTIONS] REF\n"
+           "  REF                          a registry reference, oci-layout://PATH[:TAG] or\n"
+           "                               oci-archive://FILE[:TAG]\n"
+           "  -o, --output SPEC            type=oci,dest=DIR|FILE.tar | type=docker,dest=FILE |\n"
+           "                               type=local,dest=DIR (repeatable; default type oci)\n"
+           "      --platform OS/ARCH[/V]   the platform to pick from an index\n" KILN_REGISTRY_USAGE
+           "      --iidfile FILE           write the image ID (config digest)\n"
+           "      --metadata-file FILE     write digests as JSON\n");
 }
 
 enum {
     OPT_PLATFORM = 256,
-    OPT_INSECURE,
-    OPT_CA,
-    OPT_AUTHFILE,
     OPT_IIDFILE,
     OPT_METADATA,
 };
@@ -42,30 +36,17 @@ enum {
 struct pull_args {
     const char *ref;
     const char *platform;
-    struct kn_strv insecure;
-    const char *ca, *authfile, *iidfile, *metadata;
+    struct kiln_registry_args reg;
+    const char *iidfile, *metadata;
     KN_VEC(struct ex_output) outputs;
 };
-
-KN_PRINTF(1, 2) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    struct kn_error *e = kn_err_newv(KN_E_USAGE, fmt, ap);
-    va_end(ap);
-    kiln_print_error(e);
-    kn_err_free(e);
-    return KILN_EXIT_USAGE;
-}
 
 static int parse_args(int argc, char **argv, struct pull_args *a)
 {
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'},
         {"platform", required_argument, NULL, OPT_PLATFORM},
-        {"insecure-registry", required_argument, NULL, OPT_INSECURE},
-        {"registry-ca", required_argument, NULL, OPT_CA},
-        {"authfile", required_argument, NULL, OPT_AUTHFILE},
+        KILN_REGISTRY_LONGOPTS,
         {"iidfile", required_argument, NULL, OPT_IIDFILE},
         {"metadata-file", required_argument, NULL, OPT_METADATA},
         {"help", no_argument, NULL, 'h'},
@@ -86,23 +67,14 @@ static int parse_args(int argc, char **argv, struct pull_args *a)
             }
             if (o.type == EX_OUTPUT_REGISTRY) {
                 ex_output_release(&o);
-                return usage_error("kiln pull cannot export to a registry ('%s'); use kiln push",
-                                   optarg);
+                return kiln_usage_error(
+                    "kiln pull cannot export to a registry ('%s'); use kiln push", optarg);
             }
             kn_vec_push(&a->outputs, o);
             break;
         }
         case OPT_PLATFORM:
             a->platform = optarg;
-            break;
-        case OPT_INSECURE:
-            kn_strv_push(&a->insecure, optarg);
-            break;
-        case OPT_CA:
-            a->ca = optarg;
-            break;
-        case OPT_AUTHFILE:
-            a->authfile = optarg;
             break;
         case OPT_IIDFILE:
             a->iidfile = optarg;
@@ -114,14 +86,16 @@ static int parse_args(int argc, char **argv, struct pull_args *a)
             pull_usage(stdout);
             return -1;
         case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
+            return kiln_usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            if (kiln_registry_arg(&a->reg, c, optarg))
+                break;
+            return kiln_usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (argc - optind != 1) {
         pull_usage(stderr);
-        return usage_error("%s", argc - optind == 0 ? "missing REF" : "too many arguments");
+        return kiln_usage_error("%s", argc - optind == 0 ? "missing REF" : "too many arguments");
     }
     a->ref = argv[optind];
     return 0;
@@ -129,7 +103,7 @@ static int parse_args(int argc, char **argv, struct pull_args *a)
 
 static void args_release(struct pull_args *a)
 {
-    kn_strv_release(&a->insecure);
+    kiln_registry_args_release(&a->reg);
     for (size_t i = 0; i < a->outputs.n; i++)
         ex_output_release(&a->outputs.v[i]);
     free(a->outputs.v);
@@ -143,14 +117,7 @@ static int pull_registry(const struct pull_args *a, const struct ir_platform *pl
     struct ex_ref ref;
     if (ex_ref_parse(a->ref, &ref, err) < 0)
         return -1;
-    struct ex_registry_opts ro = {
-        .insecure = a->insecure.v,
-        .ninsecure = a->insecure.n,
-        .ca_file = a->ca,
-        .auth_file = a->authfile,
-        .user_agent = "kiln/" KILN_VERSION,
-    };
-    struct ex_registry *r = ex_registry_new(&ro, err);
+    struct ex_registry *r = kiln_registry_open(&a->reg, err);
     if (!r) {
         ex_ref_release(&ref);
         return -1;

@@ -29,40 +29,25 @@ static void push_usage(FILE *f)
         "usage: kiln push [OPTIONS] SRC REF\n"
         "  SRC                          oci-layout://DIR[:TAG], oci-archive://FILE[:TAG] or DIR\n"
         "  REF                          where to push (registry reference)\n"
-        "      --platform OS/ARCH[/V]   the platform to pick when SRC is an index\n"
-        "      --insecure-registry HOST allow HTTP / unverified TLS (repeatable)\n"
-        "      --registry-ca FILE       extra CA certificates\n"
-        "      --authfile FILE          credentials file\n"
+        "      --platform OS/ARCH[/V]   the platform to pick when SRC is an "
+        "index\n" KILN_REGISTRY_USAGE
         "      --digestfile FILE        write the pushed manifest digest\n");
 }
 
-enum { OPT_PLATFORM = 256, OPT_INSECURE, OPT_CA, OPT_AUTHFILE, OPT_DIGESTFILE };
+enum { OPT_PLATFORM = 256, OPT_DIGESTFILE };
 
 struct push_args {
     const char *src, *dest;
     const char *platform;
-    struct kn_strv insecure;
-    const char *ca, *authfile, *digestfile;
+    struct kiln_registry_args reg;
+    const char *digestfile;
 };
-
-KN_PRINTF(1, 2) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    struct kn_error *e = kn_err_newv(KN_E_USAGE, fmt, ap);
-    va_end(ap);
-    kiln_print_error(e);
-    kn_err_free(e);
-    return KILN_EXIT_USAGE;
-}
 
 static int parse_args(int argc, char **argv, struct push_args *a)
 {
     static const struct option opts[] = {
         {"platform", required_argument, NULL, OPT_PLATFORM},
-        {"insecure-registry", required_argument, NULL, OPT_INSECURE},
-        {"registry-ca", required_argument, NULL, OPT_CA},
-        {"authfile", required_argument, NULL, OPT_AUTHFILE},
+        KILN_REGISTRY_LONGOPTS,
         {"digestfile", required_argument, NULL, OPT_DIGESTFILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -75,15 +60,6 @@ static int parse_args(int argc, char **argv, struct push_args *a)
         case OPT_PLATFORM:
             a->platform = optarg;
             break;
-        case OPT_INSECURE:
-            kn_strv_push(&a->insecure, optarg);
-            break;
-        case OPT_CA:
-            a->ca = optarg;
-            break;
-        case OPT_AUTHFILE:
-            a->authfile = optarg;
-            break;
         case OPT_DIGESTFILE:
             a->digestfile = optarg;
             break;
@@ -91,14 +67,17 @@ static int parse_args(int argc, char **argv, struct push_args *a)
             push_usage(stdout);
             return -1;
         case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
+            return kiln_usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            if (kiln_registry_arg(&a->reg, c, optarg))
+                break;
+            return kiln_usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (argc - optind != 2) {
         push_usage(stderr);
-        return usage_error("%s", argc - optind < 2 ? "missing SRC or REF" : "too many arguments");
+        return kiln_usage_error("%s",
+                                argc - optind < 2 ? "missing SRC or REF" : "too many arguments");
     }
     a->src = argv[optind];
     a->dest = argv[optind + 1];
@@ -227,14 +206,7 @@ static int do_push(const struct push_args *a, const struct ir_platform *plat, st
     struct ex_registry *r = NULL;
     int rc = load_source(a->src, plat, s, &img, err);
     if (rc == 0) {
-        struct ex_registry_opts ro = {
-            .insecure = a->insecure.v,
-            .ninsecure = a->insecure.n,
-            .ca_file = a->ca,
-            .auth_file = a->authfile,
-            .user_agent = "kiln/" KILN_VERSION,
-        };
-        r = ex_registry_new(&ro, err);
+        r = kiln_registry_open(&a->reg, err);
         rc = r ? 0 : -1;
     }
     if (rc == 0)
@@ -257,7 +229,7 @@ int cmd_push(int argc, char **argv)
     struct push_args a = {0};
     int st = parse_args(argc, argv, &a);
     if (st != 0) {
-        kn_strv_release(&a.insecure);
+        kiln_registry_args_release(&a.reg);
         return st < 0 ? KILN_EXIT_OK : st;
     }
     struct kn_error *err = NULL;
@@ -285,6 +257,6 @@ int cmd_push(int argc, char **argv)
         ex_store_close(s);
     ex_platform_clear(&plat);
     free(root);
-    kn_strv_release(&a.insecure);
+    kiln_registry_args_release(&a.reg);
     return st;
 }
