@@ -1,9 +1,10 @@
 /*
- * Pack throughput and memory benchmark for exec/layer, skipped (77) unless
- * KILN_BENCH_DIR names a tree to pack. Packs it with zstd (2 threads), gzip
+ * Pack throughput and memory benchmark for exec/layer (built as
+ * build/bench_layer, not a ctest); exits 77 unless KILN_BENCH_DIR names a
+ * tree to pack. Packs it with zstd (2 threads), gzip
  * and no compression into a store under $TMPDIR and prints MiB/s and the
  * peak RSS; peak RSS must stay under 64 MiB whatever the tree's size.
- *   KILN_BENCH_DIR=/tmp/benchtree /usr/bin/time -v build/unit_layer_test_bench
+ *   KILN_BENCH_DIR=/tmp/benchtree /usr/bin/time -v build/bench_layer
  * KILN_BENCH_ONLY="zstd -T2"|gzip|none runs one codec; KILN_BENCH_UNPACK=1
  * also unpacks each blob and commits it as a store layer, timing both.
  */
