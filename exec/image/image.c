@@ -323,43 +323,9 @@ fail:
     return -1;
 }
 
-static int rm_at(int dfd, const char *name, struct kn_error **err)
-{
-    if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
-        return 0;
-    if (errno != EISDIR && errno != EPERM)
-        return kn_err_sys(err, "cannot remove '%s'", name);
-    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno == EACCES) {
-        fchmodat(dfd, name, 0700, 0);
-        fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    }
-    if (fd < 0)
-        return kn_err_sys(err, "cannot open '%s'", name);
-    struct stat st;
-    if (fstat(fd, &st) == 0 && (st.st_mode & 0700) != 0700)
-        fchmod(fd, st.st_mode | 0700);
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return kn_err_sys(err, "cannot read '%s'", name);
-    }
-    int rc = 0;
-    struct dirent *de;
-    while (rc == 0 && (de = readdir(d))) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        rc = rm_at(dirfd(d), de->d_name, err);
-    }
-    closedir(d);
-    if (rc == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-        return kn_err_sys(err, "cannot remove '%s'", name);
-    return rc;
-}
-
 int ex_rm_rf(const char *path, struct kn_error **err)
 {
-    return rm_at(AT_FDCWD, path, err);
+    return ex_store_remove_tree(path, err);
 }
 
 int exi_copy_fd(int in, int out, const char *name, struct kn_error **err)

@@ -5,6 +5,7 @@
  * work dir. Everything works relative to directory fds.
  */
 #include "exec/snapshot/internal.h"
+#include "exec/store/store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -121,78 +122,31 @@ int ex_copy_fd(int in, int out, off_t size)
     }
 }
 
-static int rmtree_fd(int fd, const char *what, int depth, struct kn_error **err)
+int ex_rmtree_at(int dfd, const char *what, struct kn_error **err)
 {
-    if (depth > 4096)
-        return kn_err_set(err, KN_E_UNSAFE, "directory tree too deep under '%s'", what);
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return kn_err_sys(err, "cannot remove '%s'", what);
     DIR *d = fdopendir(fd);
     if (!d) {
         close(fd);
-        return kn_err_sys(err, "cannot read directory under '%s'", what);
+        return kn_err_sys(err, "cannot read directory '%s'", what);
     }
     int rc = 0;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
+    while (rc == 0 && (de = readdir(d)) != NULL) {
         const char *n = de->d_name;
         if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0)))
             continue;
-        if (unlinkat(dirfd(d), n, 0) == 0 || errno == ENOENT)
-            continue;
-        if (errno != EISDIR && errno != EPERM) {
-            rc = kn_err_sys(err, "cannot remove '%s' under '%s'", n, what);
-            break;
-        }
-        int sub = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sub < 0 && errno == EACCES) {
-            fchmodat(dirfd(d), n, 0700, 0);
-            sub = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        }
-        if (sub < 0) {
-            rc = kn_err_sys(err, "cannot remove '%s' under '%s'", n, what);
-            break;
-        }
-        struct stat st;
-        if (fstat(sub, &st) == 0 && (st.st_mode & 0700) != 0700)
-            fchmod(sub, (st.st_mode & 07777) | 0700);
-        if (rmtree_fd(sub, what, depth + 1, err) < 0) {
-            rc = -1;
-            break;
-        }
-        if (unlinkat(dirfd(d), n, AT_REMOVEDIR) < 0 && errno != ENOENT) {
-            rc = kn_err_sys(err, "cannot remove '%s' under '%s'", n, what);
-            break;
-        }
+        rc = ex_store_remove_tree_at(dirfd(d), n, err);
     }
     closedir(d);
+    if (rc < 0)
+        kn_err_wrap(err, "cannot empty '%s'", what);
     return rc;
-}
-
-int ex_rmtree_at(int dirfd, const char *what, struct kn_error **err)
-{
-    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return kn_err_sys(err, "cannot remove '%s'", what);
-    return rmtree_fd(fd, what, 0, err);
 }
 
 int ex_snapshot_rmtree(const char *path, struct kn_error **err)
 {
-    struct stat st;
-    if (lstat(path, &st) < 0)
-        return errno == ENOENT ? 0 : kn_err_sys(err, "cannot remove '%s'", path);
-    if (!S_ISDIR(st.st_mode)) {
-        if (unlink(path) < 0 && errno != ENOENT)
-            return kn_err_sys(err, "cannot remove '%s'", path);
-        return 0;
-    }
-    if ((st.st_mode & 0700) != 0700)
-        chmod(path, (st.st_mode & 07777) | 0700);
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return kn_err_sys(err, "cannot remove '%s'", path);
-    if (rmtree_fd(fd, path, 0, err) < 0)
-        return -1;
-    if (rmdir(path) < 0 && errno != ENOENT)
-        return kn_err_sys(err, "cannot remove '%s'", path);
-    return 0;
+    return ex_store_remove_tree(path, err);
 }
