@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct hkey {
@@ -112,6 +113,106 @@ void ex_fileop_hash_cache_clear(void)
     cache_cap = cache_n = 0;
     memset(&cache_stats, 0, sizeof(cache_stats));
     pthread_mutex_unlock(&cache_mu);
+}
+
+/* ---- the cache on disk ----------------------------------------------------
+ *
+ * Between builds the cache lives in a file of fixed-size records, so a
+ * no-change rebuild re-reads nothing. Entries whose mtime or ctime is within
+ * a couple of seconds of the save are not written: a file changed again in
+ * the same timestamp tick after it was hashed would otherwise keep a stale
+ * hash (git's "racily clean" problem). */
+
+#define HC_MAGIC "KILNHC1\n"
+
+struct hrec {
+    uint64_t dev, ino;
+    int64_t size, mtime_ns, ctime_ns;
+    unsigned char digest[32];
+};
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int ex_fileop_hash_cache_load(const char *path, struct kn_error **err)
+{
+    FILE *f = fopen(path, "rbe");
+    if (!f)
+        return errno == ENOENT ? 0 : kn_err_sys(err, "cannot open '%s'", path);
+    char magic[8];
+    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, HC_MAGIC, 8) != 0) {
+        fclose(f);
+        kn_warn("ignoring the hash cache '%s': not a kiln hash cache", path);
+        return 0;
+    }
+    static const char hex[] = "0123456789abcdef";
+    struct hrec r;
+    size_t n = 0;
+    pthread_mutex_lock(&cache_mu);
+    while (n < CACHE_MAX / 2 && fread(&r, sizeof(r), 1, f) == 1) {
+        struct hkey k = {.dev = (dev_t)r.dev,
+                         .ino = (ino_t)r.ino,
+                         .size = (off_t)r.size,
+                         .mtime_ns = r.mtime_ns,
+                         .ctime_ns = r.ctime_ns};
+        char d[KN_DIGEST_SIZE];
+        memcpy(d, "sha256:", 7);
+        for (int i = 0; i < 32; i++) {
+            d[7 + 2 * i] = hex[r.digest[i] >> 4];
+            d[8 + 2 * i] = hex[r.digest[i] & 15];
+        }
+        d[KN_DIGEST_LEN] = '\0';
+        cache_insert(&k, d);
+        n++;
+    }
+    pthread_mutex_unlock(&cache_mu);
+    fclose(f);
+    return 0;
+}
+
+int ex_fileop_hash_cache_save(const char *path, struct kn_error **err)
+{
+    char *tmp = kn_asprintf("%s.%d.tmp", path, (int)getpid());
+    FILE *f = fopen(tmp, "wbxe");
+    if (!f) {
+        int rc = kn_err_sys(err, "cannot create '%s'", tmp);
+        free(tmp);
+        return rc;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t fresh = ((int64_t)now.tv_sec - 2) * 1000000000;
+    bool ok = fwrite(HC_MAGIC, 1, 8, f) == 8;
+    pthread_mutex_lock(&cache_mu);
+    for (size_t i = 0; ok && i < cache_cap; i++) {
+        const struct hslot *sl = &cache_v[i];
+        if (!sl->used || sl->k.mtime_ns >= fresh || sl->k.ctime_ns >= fresh)
+            continue;
+        struct hrec r;
+        memset(&r, 0, sizeof(r));
+        r.dev = (uint64_t)sl->k.dev;
+        r.ino = (uint64_t)sl->k.ino;
+        r.size = (int64_t)sl->k.size;
+        r.mtime_ns = sl->k.mtime_ns;
+        r.ctime_ns = sl->k.ctime_ns;
+        for (int j = 0; j < 32; j++)
+            r.digest[j] =
+                (unsigned char)(hexval(sl->digest[7 + 2 * j]) << 4 | hexval(sl->digest[8 + 2 * j]));
+        ok = fwrite(&r, sizeof(r), 1, f) == 1;
+    }
+    pthread_mutex_unlock(&cache_mu);
+    if (fclose(f) != 0)
+        ok = false;
+    if (!ok || rename(tmp, path) < 0) {
+        int rc = kn_err_sys(err, "cannot write the hash cache '%s'", path);
+        unlink(tmp);
+        free(tmp);
+        return rc;
+    }
+    free(tmp);
+    return 0;
 }
 
 int fo_hash_file(int fd, const struct stat *st, char out[KN_DIGEST_SIZE], struct kn_error **err)

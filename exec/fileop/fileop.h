@@ -146,6 +146,13 @@ struct ex_fileop_hash_stats {
 void ex_fileop_hash_stats(struct ex_fileop_hash_stats *out);
 /* Empties the cache (tests). */
 void ex_fileop_hash_cache_clear(void);
+/* Adds the entries saved in the file at path to the cache (a missing file is
+ * an empty cache; a foreign one is ignored with a warning), and writes the
+ * cache there (through a temporary name), leaving out entries too recent to
+ * be trusted. kiln build keeps it in the store, so a rebuild re-hashes only
+ * the files that changed. */
+int ex_fileop_hash_cache_load(const char *path, struct kn_error **err);
+int ex_fileop_hash_cache_save(const char *path, struct kn_error **err);
 
 /* ---- helpers exposed for the frontend and tests ---------------------------- */
 
