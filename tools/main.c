@@ -17,6 +17,7 @@ struct command {
 
 static const struct command commands[] = {
     {"build", cmd_build, "build an image from a Dockerfile"},
+    {"executor", cmd_executor, "build and push with Kaniko's executor flags"},
     {"version", cmd_version, "print the version"},
     {"prune", cmd_prune, "remove least-recently-used store entries"},
     {"login", cmd_login, "log in to a registry (stores credentials in config.json)"},

@@ -1,0 +1,3 @@
+#!/bin/sh
+# prints a greeting for $1
+echo "hello from ${1:-nobody}, built without a daemon"
