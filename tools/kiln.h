@@ -47,7 +47,9 @@ enum { KILN_OPT_INSECURE = 0x1000, KILN_OPT_REGISTRY_CA, KILN_OPT_AUTHFILE };
 #define KILN_REGISTRY_LONGOPTS                                                                     \
     {"insecure-registry", required_argument, NULL, KILN_OPT_INSECURE},                             \
         {"registry-ca", required_argument, NULL, KILN_OPT_REGISTRY_CA},                            \
-        {"authfile", required_argument, NULL, KILN_OPT_AUTHFILE}
+    {                                                                                              \
+        "authfile", required_argument, NULL, KILN_OPT_AUTHFILE                                     \
+    }
 #define KILN_REGISTRY_USAGE                                                                        \
     "      --insecure-registry HOST allow HTTP / unverified TLS (repeatable)\n"                    \
     "      --registry-ca FILE       extra CA certificates\n"                                       \
