@@ -20,35 +20,36 @@
 
 static void build_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: kiln build [OPTIONS] CONTEXT\n"
-            "  -f, --file PATH              Dockerfile (default CONTEXT/Dockerfile; - for stdin)\n"
-            "      --target STAGE           build this stage (default: the last)\n"
-            "      --build-arg KEY[=VALUE]  set a build argument (repeatable)\n"
-            "      --platform OS/ARCH[/V]   target platform\n"
-            "  -t, --tag REF                name the image (repeatable)\n"
-            "  -o, --output SPEC            type=oci,dest=PATH | type=docker,dest=FILE |\n"
-            "                               type=registry | type=local,dest=DIR (repeatable)\n"
-            "      --push                   push every --tag (type=registry)\n"
-            "      --build-context NAME=SRC a directory, docker-image://REF, oci-layout://PATH[:TAG]\n"
-            "      --label KEY=VALUE        add a label to the image (repeatable)\n"
-            "      --cache-dir DIR          the store and build cache (default $KILN_ROOT)\n"
-            "      --no-cache               run every step\n"
-            "  -j, --jobs N                 parallel steps (default: number of CPUs)\n"
-            "      --progress MODE          auto|tty|plain|json|quiet\n"
-            "  -q, --quiet                  same as --progress quiet\n"
-            "      --trace FILE             write a Chrome trace of the build\n"
-            "      --secret id=ID,src=FILE|env=VAR  a secret for RUN --mount=type=secret\n"
-            "      --network host|none      network of RUN steps (default host)\n"
-            "      --isolation auto|userns|chroot\n"
-            "      --compression gzip|zstd|none[:LEVEL]\n"
-            "      --source-date-epoch N    clamp timestamps (reproducible builds)\n"
-            "      --iidfile FILE           write the image ID (config digest)\n"
-            "      --metadata-file FILE     write digests and names as JSON\n"
-            "      --frontend NAME          dockerfile, ir, exec:PATH\n"
-            "      --insecure-registry HOST allow HTTP / unverified TLS (repeatable)\n"
-            "      --registry-ca FILE       extra CA certificates\n"
-            "      --authfile FILE          registry credentials file\n");
+    fprintf(
+        f,
+        "usage: kiln build [OPTIONS] CONTEXT\n"
+        "  -f, --file PATH              Dockerfile (default CONTEXT/Dockerfile; - for stdin)\n"
+        "      --target STAGE           build this stage (default: the last)\n"
+        "      --build-arg KEY[=VALUE]  set a build argument (repeatable)\n"
+        "      --platform OS/ARCH[/V]   target platform\n"
+        "  -t, --tag REF                name the image (repeatable)\n"
+        "  -o, --output SPEC            type=oci,dest=PATH | type=docker,dest=FILE |\n"
+        "                               type=registry | type=local,dest=DIR (repeatable)\n"
+        "      --push                   push every --tag (type=registry)\n"
+        "      --build-context NAME=SRC a directory, docker-image://REF, oci-layout://PATH[:TAG]\n"
+        "      --label KEY=VALUE        add a label to the image (repeatable)\n"
+        "      --cache-dir DIR          the store and build cache (default $KILN_ROOT)\n"
+        "      --no-cache               run every step\n"
+        "  -j, --jobs N                 parallel steps (default: number of CPUs)\n"
+        "      --progress MODE          auto|tty|plain|json|quiet\n"
+        "  -q, --quiet                  same as --progress quiet\n"
+        "      --trace FILE             write a Chrome trace of the build\n"
+        "      --secret id=ID,src=FILE|env=VAR  a secret for RUN --mount=type=secret\n"
+        "      --network host|none      network of RUN steps (default host)\n"
+        "      --isolation auto|userns|chroot\n"
+        "      --compression gzip|zstd|none[:LEVEL]\n"
+        "      --source-date-epoch N    clamp timestamps (reproducible builds)\n"
+        "      --iidfile FILE           write the image ID (config digest)\n"
+        "      --metadata-file FILE     write digests and names as JSON\n"
+        "      --frontend NAME          dockerfile, ir, exec:PATH\n"
+        "      --insecure-registry HOST allow HTTP / unverified TLS (repeatable)\n"
+        "      --registry-ca FILE       extra CA certificates\n"
+        "      --authfile FILE          registry credentials file\n");
 }
 
 enum {
@@ -332,8 +333,7 @@ static int parse_args(int argc, char **argv, struct build_args *a)
     if (a->push)
         kn_vec_push(&a->outputs, ((struct ex_output){.type = EX_OUTPUT_REGISTRY}));
     for (size_t i = 0; i < a->outputs.n; i++)
-        if (a->outputs.v[i].type == EX_OUTPUT_REGISTRY && !a->tags.n &&
-            !a->outputs.v[i].names.n)
+        if (a->outputs.v[i].type == EX_OUTPUT_REGISTRY && !a->tags.n && !a->outputs.v[i].names.n)
             return usage_error("pushing needs a name: use --tag or -o type=registry,name=REF");
     return 0;
 }
@@ -476,6 +476,14 @@ static int export_outputs(const struct build_args *a, struct ex_ops *ops, struct
             struct kn_strv *names = o->names.n ? &o->names : (struct kn_strv *)&a->tags;
             for (size_t j = 0; j < names->n && rc == 0; j++)
                 rc = push_image(reg, s, &img, names->v[j], &pushed, err);
+        } else if (o->type == EX_OUTPUT_OCI && !o->tar && !o->names.n && a->tags.n > 1) {
+            /* a layout directory gets one index entry per tag */
+            for (size_t j = 0; j < a->tags.n && rc == 0; j++) {
+                struct ex_output one = {.type = o->type, .dest = o->dest};
+                kn_strv_push(&one.names, a->tags.v[j]);
+                rc = ex_image_export(s, &img, &one, NULL, err);
+                kn_strv_release(&one.names);
+            }
         } else {
             if (o->type == EX_OUTPUT_DOCKER && !o->names.n)
                 for (size_t j = 0; j < a->tags.n; j++)
@@ -493,6 +501,31 @@ static int export_outputs(const struct build_args *a, struct ex_ops *ops, struct
 }
 
 /* ---- the build ------------------------------------------------------------------- */
+
+/* RUN steps execute on this machine's CPU: kiln does not emulate, so a
+ * build whose graph runs anything for another OS or architecture is refused
+ * up front rather than failing with "exec format error" (or, worse,
+ * succeeding with a host binary in a foreign image). COPY-only builds may
+ * target any platform. */
+static int check_platform(const struct ir_graph *g, const struct ir_platform *want,
+                          struct kn_error **err)
+{
+    bool runs = false;
+    for (size_t i = 0; i < g->nv && !runs; i++)
+        runs = g->v[i].op == IR_EXEC;
+    if (!runs)
+        return 0;
+    struct ir_platform host = {0};
+    ex_platform_default(&host);
+    int rc = 0;
+    if (strcmp(host.os, want->os) != 0 || strcmp(host.arch, want->arch) != 0)
+        rc = kn_err_set(err, KN_E_FAILED,
+                        "cannot run build steps for platform '%s/%s' on a %s/%s host: "
+                        "kiln does not emulate other architectures",
+                        want->os, want->arch, host.os, host.arch);
+    ex_platform_clear(&host);
+    return rc;
+}
 
 static struct sched_cancel cancel_token;
 
@@ -586,6 +619,9 @@ static int do_build(struct build_args *a, struct kn_error **err)
             rc = -1;
         }
     }
+    if (rc == 0)
+        rc = check_platform(g, &platform, err);
+    const char *ssh_sock = getenv("SSH_AUTH_SOCK");
     if (rc == 0) {
         for (size_t i = 0; i < g->nnotes; i++)
             kn_warn("%s", g->notes[i]);
@@ -600,7 +636,7 @@ static int do_build(struct build_args *a, struct kn_error **err)
             .ncontexts = ndirs,
             .secrets = a->secrets.v,
             .nsecrets = a->secrets.n,
-            .ssh_sock = getenv("SSH_AUTH_SOCK"),
+            .ssh_sock = ssh_sock && *ssh_sock ? ssh_sock : NULL,
             .platform = platform,
         };
         ops = ex_ops_new(&oo, err);

@@ -14,6 +14,7 @@
 #include "ir/base/cleanup.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,8 +65,7 @@ static struct ex_view *view_for(struct ex_ops *ops, struct views *vs, struct ex_
 {
     switch (r->kind) {
     case EX_RESULT_CONTEXT:
-        return ex_view_new_dir(r->dir, "build context", NULL, 0, r->excludes.v, r->excludes.n,
-                               err);
+        return ex_view_new_dir(r->dir, "build context", NULL, 0, r->excludes.v, r->excludes.n, err);
     case EX_RESULT_FILE: {
         char *dir = http_dir(ops, vs, r, err);
         return dir ? ex_view_new_dir(dir, "download", NULL, 0, NULL, 0, err) : NULL;
@@ -136,6 +136,57 @@ int ex_ops_file_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
         rc = ex_fileop_checksum(vs.v[a->src_input], a, sum, err);
         if (rc == 0)
             kn_sha256_update(h, sum, KN_DIGEST_LEN);
+    }
+    views_release(&vs);
+    return rc;
+}
+
+int ex_ops_mount_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
+                     struct ex_result *const *inputs, struct kn_sha256 *h, struct kn_error **err)
+{
+    const struct ir_vertex *v = &g->v[vi];
+    const struct ir_exec *e = &v->u.exec;
+    struct views vs = {0};
+    vs.v = kn_calloc(v->ninputs + 1, sizeof(*vs.v));
+    vs.n = v->ninputs;
+    int rc = 0;
+    for (size_t i = 0; i < e->nmounts && rc == 0; i++) {
+        const struct ir_mount *m = &e->mounts[i];
+        int idx = m->input >= 0 ? m->input : 0;
+        if (m->type != IR_MOUNT_BIND || (size_t)idx >= v->ninputs ||
+            inputs[idx]->kind != EX_RESULT_CONTEXT)
+            continue; /* a filesystem or a download is named by its id already */
+        if (!vs.v[idx]) {
+            vs.v[idx] = view_for(ops, &vs, inputs[idx], false, err);
+            if (!vs.v[idx]) {
+                rc = -1;
+                break;
+            }
+        }
+        /* the mounted subtree, read as a COPY of it would read it */
+        struct ir_file_action a = {
+            .kind = IR_FILE_COPY,
+            .src_input = idx,
+            .src = (char *)(m->source && *m->source ? m->source : "/"),
+            .dest = "/",
+            .mode = -1,
+            .flags = IR_FF_DIR_CONTENTS | IR_FF_FOLLOW_SYMLINKS,
+        };
+        char sum[KN_DIGEST_SIZE];
+        struct kn_error *cerr = NULL;
+        char tag[32];
+        snprintf(tag, sizeof(tag), "mount/%zu", i);
+        kn_sha256_update(h, tag, strlen(tag) + 1);
+        if (ex_fileop_checksum(vs.v[idx], &a, sum, &cerr) == 0) {
+            kn_sha256_update(h, sum, KN_DIGEST_LEN);
+        } else if (cerr->code == KN_E_NOTFOUND) {
+            /* the step reports a missing source itself, with its own words */
+            kn_err_free(cerr);
+            kn_sha256_update(h, "missing", 8);
+        } else {
+            kn_err_propagate(err, &cerr);
+            rc = -1;
+        }
     }
     views_release(&vs);
     return rc;

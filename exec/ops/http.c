@@ -78,7 +78,7 @@ int ex_ops_run_http(struct ex_ops *ops, const struct ir_source_http *src, struct
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curlerr);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "kiln/" "0.1");
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "kiln");
     CURLcode rc = curl_easy_perform(c);
     curl_easy_cleanup(c);
     if (rc != CURLE_OK) {

@@ -83,6 +83,15 @@ int ex_ops_run_file(struct ex_ops *ops, const struct ex_job *job, const struct i
                     struct kn_error **err);
 int ex_ops_run_http(struct ex_ops *ops, const struct ir_source_http *src, struct ex_result **out,
                     struct kn_error **err);
+/* Packs a RUN's upper directory into a layer blob; rootless, from inside a
+ * user namespace with the sandbox's id map, so the layer holds the ids the
+ * step saw (userns.c). */
+int ex_ops_pack_upper(struct ex_ops *ops, const char *dir, struct ex_layer_info *info,
+                      struct kn_error **err);
+/* Identity of the context content an exec op's bind mounts read (the
+ * mounted subtree's checksum, per mount). */
+int ex_ops_mount_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
+                     struct ex_result *const *inputs, struct kn_sha256 *h, struct kn_error **err);
 /* Identity of the content a file op reads (per-action source checksums). */
 int ex_ops_file_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
                     struct ex_result *const *inputs, struct kn_sha256 *h, struct kn_error **err);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -112,9 +113,9 @@ char *ex_result_encode(const struct ex_result *r)
     json_t *layers = json_array();
     for (size_t i = 0; i < r->nlayers; i++) {
         const struct ex_rlayer *l = &r->layers[i];
-        json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "mediaType", l->desc.media_type, "digest",
-                              l->desc.digest, "size", (json_int_t)l->desc.size, "diffID",
-                              l->diff_id);
+        json_t *o =
+            json_pack("{s:s,s:s,s:I,s:s}", "mediaType", l->desc.media_type, "digest",
+                      l->desc.digest, "size", (json_int_t)l->desc.size, "diffID", l->diff_id);
         if (l->origin && l->origin->registry_ref)
             json_object_set_new(o, "registry", json_string(l->origin->registry_ref));
         if (l->origin && l->origin->layout_dir)
@@ -250,6 +251,14 @@ static int ensure_layer_dir(struct ex_ops *ops, const struct ex_rlayer *l, struc
     return rc;
 }
 
+static bool layer_repeats_above(const struct ex_result *r, size_t i)
+{
+    for (size_t j = i + 1; j < r->nlayers; j++)
+        if (strcmp(r->layers[j].diff_id, r->layers[i].diff_id) == 0)
+            return true;
+    return false;
+}
+
 struct ex_snapshot *ex_result_snapshot(struct ex_ops *ops, struct ex_result *r,
                                        struct kn_error **err)
 {
@@ -260,15 +269,22 @@ struct ex_snapshot *ex_result_snapshot(struct ex_ops *ops, struct ex_result *r,
     pthread_mutex_lock(&r->mu);
     if (!r->snap) {
         char **paths = kn_calloc(r->nlayers + 1, sizeof(char *));
+        size_t npaths = 0;
         int rc = 0;
         for (size_t i = 0; i < r->nlayers && rc == 0; i++) {
+            /* overlayfs refuses a lower directory that appears twice (ELOOP):
+             * the same layer twice in a chain (two RUNs that changed nothing,
+             * a COPY repeated) keeps only its topmost occurrence, which gives
+             * the same tree since that copy re-applies every path it holds */
+            if (layer_repeats_above(r, i))
+                continue;
             rc = ensure_layer_dir(ops, &r->layers[i], err);
             if (rc == 0)
-                paths[i] = ex_store_layer_path(ops->o.store, r->layers[i].diff_id);
+                paths[npaths++] = ex_store_layer_path(ops->o.store, r->layers[i].diff_id);
         }
         if (rc == 0)
-            r->snap = ex_snapshot_new((const char *const *)paths, r->nlayers, err);
-        for (size_t i = 0; i < r->nlayers; i++)
+            r->snap = ex_snapshot_new((const char *const *)paths, npaths, err);
+        for (size_t i = 0; i < npaths; i++)
             free(paths[i]);
         free(paths);
     }
@@ -457,8 +473,7 @@ static int run_merge(struct ex_result *const *inputs, size_t n, struct ex_result
                                                   r ? inputs[i]->nlayers : 0);
         if (!r) {
             free(next->base_config);
-            next->base_config =
-                inputs[0]->base_config ? kn_strdup(inputs[0]->base_config) : NULL;
+            next->base_config = inputs[0]->base_config ? kn_strdup(inputs[0]->base_config) : NULL;
         }
         ex_result_unref(r);
         r = next;
@@ -485,9 +500,17 @@ int ex_ops_cache_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
     char comp[32];
     snprintf(comp, sizeof(comp), "%d/%d", (int)ops->o.layer.compression, ops->o.layer.level);
     kn_sha256_update(&h, comp, strlen(comp) + 1);
+    /* a RUN without --network runs with the command line's network: the
+     * same step with --network none is another step */
+    if (v->op == IR_EXEC && v->u.exec.network != IR_NET_NONE && v->u.exec.network != IR_NET_HOST) {
+        char net[16];
+        snprintf(net, sizeof(net), "net/%d", (int)ops->o.network);
+        kn_sha256_update(&h, net, strlen(net) + 1);
+    }
     for (size_t i = 0; i < v->ninputs; i++)
         kn_sha256_update(&h, inputs[i]->id, KN_DIGEST_LEN);
-    if (v->op == IR_FILE && ex_ops_file_key(ops, g, vi, inputs, &h, err) < 0) {
+    if ((v->op == IR_FILE && ex_ops_file_key(ops, g, vi, inputs, &h, err) < 0) ||
+        (v->op == IR_EXEC && ex_ops_mount_key(ops, g, vi, inputs, &h, err) < 0)) {
         kn_sha256_release(&h);
         return -1;
     }
@@ -495,8 +518,8 @@ int ex_ops_cache_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
     return 0;
 }
 
-int ex_ops_cache_lookup(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
-                        const char *key, struct ex_result **out, struct kn_error **err)
+int ex_ops_cache_lookup(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi, const char *key,
+                        struct ex_result **out, struct kn_error **err)
 {
     enum ir_op op = g->v[vi].op;
     /* sources are cheap to "run" and must see the registry's current state */
@@ -574,6 +597,10 @@ int ex_ops_execute(struct ex_ops *ops, const struct ex_job *job, const struct ir
 
 /* ---- the final image ----------------------------------------------------------- */
 
+/* The diff_id of a tar holding nothing (two zero blocks): what a step that
+ * changed no file produces. */
+#define EMPTY_TAR_DIFF_ID "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+
 int ex_ops_image(struct ex_ops *ops, struct ex_result *root, const struct ir_output *out,
                  int64_t source_date_epoch, struct ex_image *img, struct kn_error **err)
 {
@@ -598,28 +625,40 @@ int ex_ops_image(struct ex_ops *ops, struct ex_result *root, const struct ir_out
                           out->name, root->nlayers, nbase, nnew);
     }
     int64_t created = ex_image_created(source_date_epoch);
+    /* the layers of the image: the base's, then the build's except those
+     * that changed nothing (a RUN that wrote no file), whose history entry
+     * becomes an empty_layer one, as BuildKit does */
+    struct ex_descriptor *layers = kn_calloc(root->nlayers + 1, sizeof(*layers));
+    const struct ex_rlayer **kept = kn_calloc(root->nlayers + 1, sizeof(*kept));
+    size_t nkept = 0;
+    for (size_t i = 0; i < nbase; i++)
+        kept[nkept++] = &root->layers[i];
     size_t li = nbase;
     for (size_t i = 0; i < out->nhistory; i++) {
         const struct ir_history *hi = &out->history[i];
-        const char *diff = hi->empty_layer ? NULL : root->layers[li++].diff_id;
-        ex_config_add_history(cfg, diff, hi->created_by, hi->comment, created);
+        const struct ex_rlayer *l = hi->empty_layer ? NULL : &root->layers[li++];
+        if (l && strcmp(l->diff_id, EMPTY_TAR_DIFF_ID) == 0)
+            l = NULL;
+        if (l)
+            kept[nkept++] = l;
+        ex_config_add_history(cfg, l ? l->diff_id : NULL, hi->created_by, hi->comment, created);
     }
     ex_config_set_created(cfg, created);
     struct kn_buf cj = KN_BUF_INIT;
     ex_config_serialize(cfg, &cj);
     ex_config_free(cfg);
 
-    struct ex_descriptor *layers = kn_calloc(root->nlayers + 1, sizeof(*layers));
     int rc = 0;
-    for (size_t i = 0; i < root->nlayers && rc == 0; i++) {
-        rc = ex_ops_ensure_blob(ops, &root->layers[i], err);
-        layers[i] = root->layers[i].desc;
+    for (size_t i = 0; i < nkept && rc == 0; i++) {
+        rc = ex_ops_ensure_blob(ops, kept[i], err);
+        layers[i] = kept[i]->desc;
         /* a docker base's layers keep their bytes; OCI media types name them */
-        layers[i].media_type = (char *)ex_media_type_to_oci(root->layers[i].desc.media_type);
+        layers[i].media_type = (char *)ex_media_type_to_oci(kept[i]->desc.media_type);
     }
     if (rc == 0)
-        rc = ex_image_commit(ops->o.store, cj.data, cj.len, layers, root->nlayers, img, err);
+        rc = ex_image_commit(ops->o.store, cj.data, cj.len, layers, nkept, img, err);
     free(layers);
+    free(kept);
     kn_buf_release(&cj);
     return rc;
 }

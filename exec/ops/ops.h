@@ -47,7 +47,7 @@ struct ex_ops_opts {
     enum ex_isolation isolation;
     enum ex_network network; /* default for RUN without --network (host) */
     struct ex_layer_opts layer;
-    const char *context_dir; /* the main build context */
+    const char *context_dir;             /* the main build context */
     const struct ex_named_dir *contexts; /* --build-context NAME=DIR */
     size_t ncontexts;
     const struct ex_secret *secrets;
@@ -77,8 +77,8 @@ int ex_ops_cache_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
                      struct ex_result *const *inputs, char key[KN_DIGEST_SIZE],
                      struct kn_error **err);
 /* 1 hit (*out set), 0 miss, -1 error. */
-int ex_ops_cache_lookup(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
-                        const char *key, struct ex_result **out, struct kn_error **err);
+int ex_ops_cache_lookup(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi, const char *key,
+                        struct ex_result **out, struct kn_error **err);
 /* Records a result under key (done by ex_ops_execute itself). */
 int ex_ops_cache_store(struct ex_ops *ops, const char *key, const struct ex_result *r,
                        struct kn_error **err);

@@ -26,9 +26,9 @@ struct run_state {
     struct kn_strv env;
     struct ex_mount *mounts;
     size_t nmounts;
-    struct kn_strv tmpdirs;   /* removed after the step */
-    struct kn_strv strs;      /* strings the mounts point to */
-    KN_VEC(int) lockfds;      /* cache mounts held with sharing=locked */
+    struct kn_strv tmpdirs; /* removed after the step */
+    struct kn_strv strs;    /* strings the mounts point to */
+    KN_VEC(int) lockfds;    /* cache mounts held with sharing=locked */
 };
 
 static void run_state_release(struct run_state *st)
@@ -354,16 +354,19 @@ int ex_ops_run_exec(struct ex_ops *ops, const struct ex_job *job, const struct i
     } else {
         rc = -1;
     }
+    /* a step with no environment at all (FROM scratch, no ENV) still gets
+     * a valid, empty list: the sandbox defaults PATH and HOME */
+    static const char *const no_env[] = {NULL};
     if (rc == 0) {
         struct ex_sandbox *sb = ex_sandbox_new();
         struct ex_sandbox_spec spec = {
             .isolation = iso,
             .root = rw,
             .argv = (const char *const *)e->argv,
-            .env = (const char *const *)st.env.v,
+            .env = st.env.n ? (const char *const *)st.env.v : no_env,
             .user = e->user,
             .workdir = e->cwd,
-            .network = e->network == IR_NET_NONE ? EX_NETWORK_NONE
+            .network = e->network == IR_NET_NONE   ? EX_NETWORK_NONE
                        : e->network == IR_NET_HOST ? EX_NETWORK_HOST
                                                    : ops->o.network,
             .mounts = st.mounts,
@@ -382,7 +385,7 @@ int ex_ops_run_exec(struct ex_ops *ops, const struct ex_job *job, const struct i
         rc = ex_snapshot_rw_finish(rw, err);
     struct ex_layer_info info;
     if (rc == 0)
-        rc = ex_layer_pack_dir(ops->o.store, ex_snapshot_rw_upper(rw), &ops->o.layer, &info, err);
+        rc = ex_ops_pack_upper(ops, ex_snapshot_rw_upper(rw), &info, err);
     if (rc == 0) {
         /* the upper dir is the unpacked form of the new layer: keep it */
         char *upper = kn_strdup(ex_snapshot_rw_upper(rw));

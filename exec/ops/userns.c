@@ -1,0 +1,263 @@
+/*
+ * exec/ops: packing a RUN's writable layer rootless, inside a user
+ * namespace with the sandbox's id map.
+ *
+ * Rootless, a RUN's upper directory holds host ids: what uid 0 wrote in the
+ * step belongs to the caller on disk, what uid 1000 wrote to the caller's
+ * subordinate id START+999. Packed as they are, the layer would carry those
+ * host ids. Packed from inside a user namespace with the same map as the
+ * sandbox's (caller -> 0, /etc/subuid START.. -> 1..), stat() reports the ids
+ * the step saw, and root in that namespace may read the files the step made
+ * private to another of its users.
+ *
+ * A forked child joins the new namespace; the parent writes its maps
+ * (newuidmap/newgidmap for a subordinate range, else a single "0 UID 1"
+ * line) and waits for the result, which comes back through a pipe. Only
+ * glibc's fork-safe state (malloc, stdio) is used across the fork; the
+ * child leaves with _exit.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <sched.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+struct idrange {
+    unsigned long start, count;
+};
+
+/* The line of FILE (/etc/subuid or /etc/subgid) for the user name or uid. */
+static bool subid_range(const char *file, const char *name, unsigned long id, struct idrange *out)
+{
+    struct kn_buf b = KN_BUF_INIT;
+    bool found = false;
+    if (kn_buf_read_file(&b, file, 1u << 20, NULL) == 0) {
+        char idstr[32];
+        snprintf(idstr, sizeof(idstr), "%lu", id);
+        char *save = NULL;
+        for (char *line = strtok_r(b.data, "\n", &save); line && !found;
+             line = strtok_r(NULL, "\n", &save)) {
+            char *c1 = strchr(line, ':');
+            char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+            if (!c2)
+                continue;
+            *c1 = '\0';
+            if (strcmp(line, idstr) != 0 && (!name || strcmp(line, name) != 0))
+                continue;
+            char *e1 = NULL, *e2 = NULL;
+            unsigned long s = strtoul(c1 + 1, &e1, 10), n = strtoul(c2 + 1, &e2, 10);
+            if (e1 == c2 && *e2 == '\0' && s > 0 && n > 0) {
+                out->start = s;
+                out->count = n;
+                found = true;
+            }
+        }
+    }
+    kn_buf_release(&b);
+    return found;
+}
+
+static int run_map_helper(const char *prog, pid_t pid, unsigned long host_id,
+                          const struct idrange *r, struct kn_error **err)
+{
+    char a[4][32];
+    snprintf(a[0], sizeof(a[0]), "%d", (int)pid);
+    snprintf(a[1], sizeof(a[1]), "%lu", host_id);
+    snprintf(a[2], sizeof(a[2]), "%lu", r->start);
+    snprintf(a[3], sizeof(a[3]), "%lu", r->count);
+    char *argv[] = {(char *)prog, a[0], "0", a[1], "1", "1", a[2], a[3], NULL};
+    pid_t h;
+    int rc = posix_spawn(&h, prog, NULL, NULL, argv, environ);
+    if (rc != 0) {
+        errno = rc;
+        return kn_err_sys(err, "cannot run '%s'", prog);
+    }
+    int st = 0;
+    while (waitpid(h, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return kn_err_set(err, KN_E_IO, "'%s' failed (status %d)", prog, st);
+    return 0;
+}
+
+static int write_proc(pid_t pid, const char *file, const char *data, struct kn_error **err)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return kn_err_sys(err, "cannot open '%s'", path);
+    ssize_t n = write(fd, data, strlen(data));
+    int saved = errno;
+    close(fd);
+    if (n != (ssize_t)strlen(data)) {
+        errno = n < 0 ? saved : EIO;
+        return kn_err_sys(err, "cannot write '%s'", path);
+    }
+    return 0;
+}
+
+/* The same choice as the sandbox's: the subordinate ranges when both
+ * helpers and both ranges exist, else the caller alone. */
+static int write_maps(pid_t pid, struct kn_error **err)
+{
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    char name[256] = "";
+    struct passwd pw, *res = NULL;
+    char pwbuf[4096];
+    if (getpwuid_r(uid, &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res &&
+        strlen(pw.pw_name) < sizeof(name))
+        strcpy(name, pw.pw_name);
+    struct idrange ru, rg;
+    if (access("/usr/bin/newuidmap", X_OK) == 0 && access("/usr/bin/newgidmap", X_OK) == 0 &&
+        subid_range("/etc/subuid", name[0] ? name : NULL, uid, &ru) &&
+        subid_range("/etc/subgid", name[0] ? name : NULL, uid, &rg)) {
+        if (run_map_helper("/usr/bin/newuidmap", pid, uid, &ru, err) < 0 ||
+            run_map_helper("/usr/bin/newgidmap", pid, gid, &rg, err) < 0)
+            return -1;
+        return 0;
+    }
+    char buf[64];
+    if (write_proc(pid, "setgroups", "deny", err) < 0)
+        return -1;
+    snprintf(buf, sizeof(buf), "0 %u 1", (unsigned)uid);
+    if (write_proc(pid, "uid_map", buf, err) < 0)
+        return -1;
+    snprintf(buf, sizeof(buf), "0 %u 1", (unsigned)gid);
+    return write_proc(pid, "gid_map", buf, err);
+}
+
+/* What the child sends back. */
+struct pack_reply {
+    int rc;
+    int code;
+    int sys_errno;
+    struct ex_layer_info info;
+    char msg[1024];
+};
+
+static bool read_full(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+static void write_full(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void pack_child(struct ex_ops *ops, const char *dir, int ready, int go, int reply)
+{
+    struct pack_reply r = {.rc = -1, .code = KN_E_IO};
+    char c = 'r';
+    if (unshare(CLONE_NEWUSER) < 0) {
+        r.sys_errno = errno;
+        snprintf(r.msg, sizeof(r.msg), "cannot create a user namespace: %s", strerror(errno));
+        write_full(reply, &r, sizeof(r));
+        _exit(1);
+    }
+    write_full(ready, &c, 1);
+    if (!read_full(go, &c, 1) || c != 'g')
+        _exit(1); /* the parent could not map us and says why */
+    struct kn_error *e = NULL;
+    r.rc = ex_layer_pack_dir(ops->o.store, dir, &ops->o.layer, &r.info, &e);
+    if (r.rc < 0) {
+        r.code = e->code;
+        r.sys_errno = e->sys_errno;
+        snprintf(r.msg, sizeof(r.msg), "%s", e->msg);
+    }
+    write_full(reply, &r, sizeof(r));
+    _exit(r.rc == 0 ? 0 : 1);
+}
+
+int ex_ops_pack_upper(struct ex_ops *ops, const char *dir, struct ex_layer_info *info,
+                      struct kn_error **err)
+{
+    if (ops->as_root)
+        return ex_layer_pack_dir(ops->o.store, dir, &ops->o.layer, info, err);
+    int ready[2] = {-1, -1}, go[2] = {-1, -1}, reply[2] = {-1, -1};
+    if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || pipe2(reply, O_CLOEXEC) < 0) {
+        kn_err_sys(err, "cannot create a pipe");
+        for (int i = 0; i < 2; i++) {
+            if (ready[i] >= 0)
+                close(ready[i]);
+            if (go[i] >= 0)
+                close(go[i]);
+            if (reply[i] >= 0)
+                close(reply[i]);
+        }
+        return -1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(ready[0]);
+        close(go[1]);
+        close(reply[0]);
+        pack_child(ops, dir, ready[1], go[0], reply[1]);
+    }
+    close(ready[1]);
+    close(go[0]);
+    close(reply[1]);
+    int rc = 0;
+    if (pid < 0)
+        rc = kn_err_sys(err, "cannot fork");
+    char c = 0;
+    bool child_ready = rc == 0 && read_full(ready[0], &c, 1);
+    if (rc == 0 && child_ready && write_maps(pid, err) < 0)
+        rc = -1;
+    if (rc == 0 && child_ready)
+        write_full(go[1], "g", 1);
+    close(go[1]);
+    close(ready[0]);
+    struct pack_reply r = {.rc = -1};
+    bool got = pid > 0 && read_full(reply[0], &r, sizeof(r));
+    close(reply[0]);
+    if (pid > 0) {
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+    }
+    if (rc < 0)
+        return kn_err_wrap(err, "cannot pack the layer in a user namespace");
+    if (!got)
+        return kn_err_set(err, KN_E_IO, "the layer packer in the user namespace died");
+    if (r.rc < 0) {
+        r.msg[sizeof(r.msg) - 1] = '\0';
+        struct kn_error *e = kn_err_new(r.code, "%s", r.msg);
+        e->sys_errno = r.sys_errno;
+        kn_err_propagate(err, &e);
+        return -1;
+    }
+    *info = r.info;
+    return 0;
+}
