@@ -86,8 +86,19 @@ int ex_ops_run_http(struct ex_ops *ops, const struct ir_source_http *src, struct
 /* Packs a RUN's upper directory into a layer blob; rootless, from inside a
  * user namespace with the sandbox's id map, so the layer holds the ids the
  * step saw (userns.c). */
-int ex_ops_pack_upper(struct ex_ops *ops, const char *dir, struct ex_layer_info *info,
-                      struct kn_error **err);
+/* Runs fn(ops, arg, out) in a forked child inside a user namespace with the
+ * sandbox's id map (the caller as 0, its /etc/subuid range as 1..), where
+ * the ids a RUN step saw are the ids on disk and its private files are
+ * readable; as real root, runs fn directly. out: outlen bytes of plain data
+ * copied back. */
+typedef int (*ex_userns_fn)(struct ex_ops *ops, void *arg, void *out, struct kn_error **err);
+int ex_ops_userns_call(struct ex_ops *ops, ex_userns_fn fn, void *arg, void *out, size_t outlen,
+                       struct kn_error **err);
+/* Finishes a RUN's writable layer and packs its upper dir, in the namespace. */
+int ex_ops_finish_pack(struct ex_ops *ops, struct ex_snapshot_rw *rw, struct ex_layer_info *info,
+                       struct kn_error **err);
+/* Removes a tree a RUN step wrote (it may hold dirs private to its users). */
+int ex_ops_remove_tree(struct ex_ops *ops, const char *path, struct kn_error **err);
 /* Identity of the context content an exec op's bind mounts read (the
  * mounted subtree's checksum, per mount). */
 int ex_ops_mount_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,

@@ -381,11 +381,9 @@ int ex_ops_run_exec(struct ex_ops *ops, const struct ex_job *job, const struct i
             job->on_cancel(job->ctx, NULL, NULL);
         ex_sandbox_free(sb);
     }
-    if (rc == 0)
-        rc = ex_snapshot_rw_finish(rw, err);
     struct ex_layer_info info;
     if (rc == 0)
-        rc = ex_ops_pack_upper(ops, ex_snapshot_rw_upper(rw), &info, err);
+        rc = ex_ops_finish_pack(ops, rw, &info, err);
     if (rc == 0) {
         /* the upper dir is the unpacked form of the new layer: keep it */
         char *upper = kn_strdup(ex_snapshot_rw_upper(rw));
@@ -394,7 +392,7 @@ int ex_ops_run_exec(struct ex_ops *ops, const struct ex_job *job, const struct i
         if (!ex_store_has_layer(ops->o.store, info.diff_id))
             rc = ex_store_layer_commit(ops->o.store, info.diff_id, upper, err);
         else
-            ex_store_remove_tree(upper, NULL);
+            ex_ops_remove_tree(ops, upper, NULL);
         free(upper);
     }
     if (rc == 0) {
@@ -405,7 +403,7 @@ int ex_ops_run_exec(struct ex_ops *ops, const struct ex_job *job, const struct i
     }
     ex_snapshot_rw_free(rw, false);
     if (work) {
-        ex_store_remove_tree(work, NULL);
+        ex_ops_remove_tree(ops, work, NULL);
         free(work);
     }
     free(rootfs);

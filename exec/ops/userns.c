@@ -1,6 +1,6 @@
 /*
- * exec/ops: packing a RUN's writable layer rootless, inside a user
- * namespace with the sandbox's id map.
+ * exec/ops: work on a RUN's writable layer rootless (finishing it, packing
+ * it, removing it), inside a user namespace with the sandbox's id map.
  *
  * Rootless, a RUN's upper directory holds host ids: what uid 0 wrote in the
  * step belongs to the caller on disk, what uid 1000 wrote to the caller's
@@ -137,13 +137,16 @@ static int write_maps(pid_t pid, struct kn_error **err)
     return write_proc(pid, "gid_map", buf, err);
 }
 
-/* What the child sends back. */
-struct pack_reply {
+/* What the child sends back: the function's result, its error, and up to
+ * REPLY_OUT bytes of plain data (no pointers into the child's heap; pointers
+ * to static data, such as a layer's media type string, stay valid). */
+#define REPLY_OUT 512
+struct ns_reply {
     int rc;
     int code;
     int sys_errno;
-    struct ex_layer_info info;
     char msg[1024];
+    unsigned char out[REPLY_OUT];
 };
 
 static bool read_full(int fd, void *buf, size_t len)
@@ -175,9 +178,10 @@ static void write_full(int fd, const void *buf, size_t len)
     }
 }
 
-static void pack_child(struct ex_ops *ops, const char *dir, int ready, int go, int reply)
+static void ns_child(struct ex_ops *ops, ex_userns_fn fn, void *arg, size_t outlen, int ready,
+                     int go, int reply)
 {
-    struct pack_reply r = {.rc = -1, .code = KN_E_IO};
+    struct ns_reply r = {.rc = -1, .code = KN_E_IO};
     char c = 'r';
     if (unshare(CLONE_NEWUSER) < 0) {
         r.sys_errno = errno;
@@ -189,21 +193,23 @@ static void pack_child(struct ex_ops *ops, const char *dir, int ready, int go, i
     if (!read_full(go, &c, 1) || c != 'g')
         _exit(1); /* the parent could not map us and says why */
     struct kn_error *e = NULL;
-    r.rc = ex_layer_pack_dir(ops->o.store, dir, &ops->o.layer, &r.info, &e);
+    r.rc = fn(ops, arg, outlen ? r.out : NULL, &e);
     if (r.rc < 0) {
-        r.code = e->code;
-        r.sys_errno = e->sys_errno;
-        snprintf(r.msg, sizeof(r.msg), "%s", e->msg);
+        r.code = e ? e->code : KN_E_INTERNAL;
+        r.sys_errno = e ? e->sys_errno : 0;
+        snprintf(r.msg, sizeof(r.msg), "%s", e ? e->msg : "failed in the user namespace");
     }
     write_full(reply, &r, sizeof(r));
     _exit(r.rc == 0 ? 0 : 1);
 }
 
-int ex_ops_pack_upper(struct ex_ops *ops, const char *dir, struct ex_layer_info *info,
-                      struct kn_error **err)
+int ex_ops_userns_call(struct ex_ops *ops, ex_userns_fn fn, void *arg, void *out, size_t outlen,
+                       struct kn_error **err)
 {
+    if (outlen > REPLY_OUT)
+        return kn_err_set(err, KN_E_INTERNAL, "user namespace reply too large");
     if (ops->as_root)
-        return ex_layer_pack_dir(ops->o.store, dir, &ops->o.layer, info, err);
+        return fn(ops, arg, out, err);
     int ready[2] = {-1, -1}, go[2] = {-1, -1}, reply[2] = {-1, -1};
     if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || pipe2(reply, O_CLOEXEC) < 0) {
         kn_err_sys(err, "cannot create a pipe");
@@ -223,7 +229,7 @@ int ex_ops_pack_upper(struct ex_ops *ops, const char *dir, struct ex_layer_info 
         close(ready[0]);
         close(go[1]);
         close(reply[0]);
-        pack_child(ops, dir, ready[1], go[0], reply[1]);
+        ns_child(ops, fn, arg, outlen, ready[1], go[0], reply[1]);
     }
     close(ready[1]);
     close(go[0]);
@@ -239,7 +245,7 @@ int ex_ops_pack_upper(struct ex_ops *ops, const char *dir, struct ex_layer_info 
         write_full(go[1], "g", 1);
     close(go[1]);
     close(ready[0]);
-    struct pack_reply r = {.rc = -1};
+    struct ns_reply r = {.rc = -1};
     bool got = pid > 0 && read_full(reply[0], &r, sizeof(r));
     close(reply[0]);
     if (pid > 0) {
@@ -248,9 +254,9 @@ int ex_ops_pack_upper(struct ex_ops *ops, const char *dir, struct ex_layer_info 
             ;
     }
     if (rc < 0)
-        return kn_err_wrap(err, "cannot pack the layer in a user namespace");
+        return kn_err_wrap(err, "cannot enter a user namespace");
     if (!got)
-        return kn_err_set(err, KN_E_IO, "the layer packer in the user namespace died");
+        return kn_err_set(err, KN_E_IO, "the helper process in the user namespace died");
     if (r.rc < 0) {
         r.msg[sizeof(r.msg) - 1] = '\0';
         struct kn_error *e = kn_err_new(r.code, "%s", r.msg);
@@ -258,6 +264,35 @@ int ex_ops_pack_upper(struct ex_ops *ops, const char *dir, struct ex_layer_info 
         kn_err_propagate(err, &e);
         return -1;
     }
-    *info = r.info;
+    if (outlen)
+        memcpy(out, r.out, outlen);
     return 0;
+}
+
+/* ---- what runs there ---------------------------------------------------- */
+
+static int finish_pack(struct ex_ops *ops, void *arg, void *out, struct kn_error **err)
+{
+    struct ex_snapshot_rw *rw = arg;
+    if (ex_snapshot_rw_finish(rw, err) < 0)
+        return -1;
+    return ex_layer_pack_dir(ops->o.store, ex_snapshot_rw_upper(rw), &ops->o.layer, out, err);
+}
+
+int ex_ops_finish_pack(struct ex_ops *ops, struct ex_snapshot_rw *rw, struct ex_layer_info *info,
+                       struct kn_error **err)
+{
+    return ex_ops_userns_call(ops, finish_pack, rw, info, sizeof(*info), err);
+}
+
+static int remove_tree(struct ex_ops *ops, void *arg, void *out, struct kn_error **err)
+{
+    (void)ops;
+    (void)out;
+    return ex_store_remove_tree(arg, err);
+}
+
+int ex_ops_remove_tree(struct ex_ops *ops, const char *path, struct kn_error **err)
+{
+    return ex_ops_userns_call(ops, remove_tree, (void *)path, NULL, 0, err);
 }

@@ -134,10 +134,13 @@ static int prune_locked(struct ex_store *s, uint64_t keep, uint64_t *freed, stru
         free(v.v);
         return -1;
     }
-    qsort(v.v, v.n, sizeof(*v.v), cmp_hex);
-    for (size_t i = 0; i < v.n && v.v[i].kind == K_CACHE; i++)
-        propagate_refs(s, &v.v[i], v.v, v.n);
-    qsort(v.v, v.n, sizeof(*v.v), cmp_lru);
+    /* (an empty store has no array at all: qsort's pointer must not be NULL) */
+    if (v.n) {
+        qsort(v.v, v.n, sizeof(*v.v), cmp_hex);
+        for (size_t i = 0; i < v.n && v.v[i].kind == K_CACHE; i++)
+            propagate_refs(s, &v.v[i], v.v, v.n);
+        qsort(v.v, v.n, sizeof(*v.v), cmp_lru);
+    }
     uint64_t total = 0, gone = 0;
     for (size_t i = 0; i < v.n; i++)
         total += v.v[i].size;
