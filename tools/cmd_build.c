@@ -6,6 +6,8 @@
  */
 #include "build.h"
 
+#include "exec/fileop/fileop.h"
+
 #include "ir/base/cleanup.h"
 
 #include <errno.h>
@@ -35,6 +37,8 @@ static void build_usage(FILE *f)
         "      --label KEY=VALUE        add a label to the image (repeatable)\n"
         "      --cache-dir DIR          the store and build cache (default $KILN_ROOT)\n"
         "      --no-cache               run every step\n"
+        "      --cache-from type=registry,ref=REF  reuse steps cached in a registry (repeatable)\n"
+        "      --cache-to type=registry,ref=REF    cache every step in a registry\n"
         "  -j, --jobs N                 parallel steps (default: number of CPUs)\n"
         "      --progress MODE          auto|tty|plain|json|quiet\n"
         "  -q, --quiet                  same as --progress quiet\n"
@@ -46,10 +50,7 @@ static void build_usage(FILE *f)
         "      --source-date-epoch N    clamp timestamps (reproducible builds)\n"
         "      --iidfile FILE           write the image ID (config digest)\n"
         "      --metadata-file FILE     write digests and names as JSON\n"
-        "      --frontend NAME          dockerfile, ir, exec:PATH\n"
-        "      --insecure-registry HOST allow HTTP / unverified TLS (repeatable)\n"
-        "      --registry-ca FILE       extra CA certificates\n"
-        "      --authfile FILE          registry credentials file\n");
+        "      --frontend NAME          dockerfile, ir, exec:PATH\n" KILN_REGISTRY_USAGE);
 }
 
 enum {
@@ -73,15 +74,15 @@ enum {
     OPT_IIDFILE,
     OPT_METADATA,
     OPT_FRONTEND,
-    OPT_INSECURE,
-    OPT_CA,
-    OPT_AUTHFILE,
 };
 
 struct build_args {
     const char *context, *file, *target, *platform, *cache_dir, *progress, *trace;
-    const char *iidfile, *metadata, *frontend, *ca, *authfile;
-    struct kn_strv build_args, tags, contexts, labels, insecure;
+    const char *iidfile, *metadata, *frontend;
+    struct kn_strv build_args, tags, contexts, labels;
+    struct kiln_registry_args reg;
+    struct kn_strv cache_from; /* registry references */
+    const char *cache_to;
     KN_VEC(struct ex_output) outputs;
     KN_VEC(struct ex_secret) secrets;
     struct kn_strv secret_strs;
@@ -92,15 +93,54 @@ struct build_args {
     struct ex_layer_opts layer;
 };
 
-KN_PRINTF(1, 2) static int usage_error(const char *fmt, ...)
+/* --cache-from / --cache-to: "type=registry,ref=REF[,mode=max]" or a bare
+ * REF (buildx's shorthand). kiln keeps every step, which is buildx's
+ * mode=max; mode=min would keep less and is refused rather than ignored. */
+static int parse_cache_spec(const char *spec, bool to, char **ref)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    struct kn_error *e = kn_err_newv(KN_E_USAGE, fmt, ap);
-    va_end(ap);
-    kiln_print_error(e);
-    kn_err_free(e);
-    return KILN_EXIT_USAGE;
+    const char *flag = to ? "--cache-to" : "--cache-from";
+    *ref = NULL;
+    if (!strchr(spec, '=')) {
+        if (!*spec)
+            return kiln_usage_error("%s needs a value", flag);
+        *ref = kn_strdup(spec);
+        return 0;
+    }
+    _cleanup_free_ char *copy = kn_strdup(spec);
+    char *save = NULL;
+    const char *type = NULL;
+    for (char *f = strtok_r(copy, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(f, '=');
+        if (!eq) {
+            free(*ref);
+            return kiln_usage_error("invalid %s '%s': '%s' is not KEY=VALUE", flag, spec, f);
+        }
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (strcmp(f, "type") == 0) {
+            type = strcmp(v, "registry") == 0 ? "registry" : NULL;
+            if (!type) {
+                free(*ref);
+                return kiln_usage_error("invalid %s '%s': only type=registry is supported", flag,
+                                        spec);
+            }
+        } else if (strcmp(f, "ref") == 0) {
+            free(*ref);
+            *ref = kn_strdup(v);
+        } else if (strcmp(f, "mode") == 0 && to && strcmp(v, "max") == 0) {
+            /* what kiln always does */
+        } else {
+            free(*ref);
+            return kiln_usage_error("invalid %s '%s': unsupported option '%s=%s'", flag, spec, f,
+                                    v);
+        }
+    }
+    if (!type || !*ref || !**ref) {
+        free(*ref);
+        *ref = NULL;
+        return kiln_usage_error("invalid %s '%s': needs type=registry,ref=REF", flag, spec);
+    }
+    return 0;
 }
 
 static int parse_secret(struct build_args *a, const char *spec)
@@ -111,7 +151,8 @@ static int parse_secret(struct build_args *a, const char *spec)
     for (char *f = strtok_r(copy, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(f, '=');
         if (!eq)
-            return usage_error("invalid --secret '%s': expected id=ID,src=FILE or env=VAR", spec);
+            return kiln_usage_error("invalid --secret '%s': expected id=ID,src=FILE or env=VAR",
+                                    spec);
         *eq = '\0';
         char *v = kn_strdup(eq + 1);
         kn_strv_take(&a->secret_strs, v);
@@ -123,16 +164,17 @@ static int parse_secret(struct build_args *a, const char *spec)
             s.env = v;
         else if (strcmp(f, "type") == 0) {
             if (strcmp(v, "file") != 0 && strcmp(v, "env") != 0)
-                return usage_error("invalid --secret '%s': unknown type '%s'", spec, v);
+                return kiln_usage_error("invalid --secret '%s': unknown type '%s'", spec, v);
         } else
-            return usage_error("invalid --secret '%s': unknown key '%s'", spec, f);
+            return kiln_usage_error("invalid --secret '%s': unknown key '%s'", spec, f);
     }
     if (!s.id)
         s.id = s.src ? strrchr(s.src, '/') ? strrchr(s.src, '/') + 1 : s.src : s.env;
     if (!s.id || (!s.src && !s.env))
-        return usage_error("invalid --secret '%s': needs src=FILE or env=VAR", spec);
+        return kiln_usage_error("invalid --secret '%s': needs src=FILE or env=VAR", spec);
     if (s.src && access(s.src, R_OK) < 0)
-        return usage_error("--secret '%s': cannot read '%s': %s", spec, s.src, strerror(errno));
+        return kiln_usage_error("--secret '%s': cannot read '%s': %s", spec, s.src,
+                                strerror(errno));
     kn_vec_push(&a->secrets, s);
     return 0;
 }
@@ -146,7 +188,7 @@ static int parse_compression(struct build_args *a, const char *v)
         char *end = NULL;
         long lvl = strtol(colon + 1, &end, 10);
         if (!*(colon + 1) || *end || lvl < 0 || lvl > 22)
-            return usage_error("invalid compression level in '%s'", v);
+            return kiln_usage_error("invalid compression level in '%s'", v);
         a->layer.level = (int)lvl;
     }
     if (strcmp(copy, "gzip") == 0)
@@ -156,9 +198,9 @@ static int parse_compression(struct build_args *a, const char *v)
     else if (strcmp(copy, "none") == 0 || strcmp(copy, "uncompressed") == 0)
         a->layer.compression = EX_COMP_NONE;
     else
-        return usage_error("unknown compression '%s' (gzip, zstd or none)", v);
+        return kiln_usage_error("unknown compression '%s' (gzip, zstd or none)", v);
     if (a->layer.compression == EX_COMP_GZIP && a->layer.level > 9)
-        return usage_error("gzip levels go from 0 to 9");
+        return kiln_usage_error("gzip levels go from 0 to 9");
     return 0;
 }
 
@@ -190,9 +232,7 @@ static int parse_args(int argc, char **argv, struct build_args *a)
         {"iidfile", required_argument, NULL, OPT_IIDFILE},
         {"metadata-file", required_argument, NULL, OPT_METADATA},
         {"frontend", required_argument, NULL, OPT_FRONTEND},
-        {"insecure-registry", required_argument, NULL, OPT_INSECURE},
-        {"registry-ca", required_argument, NULL, OPT_CA},
-        {"authfile", required_argument, NULL, OPT_AUTHFILE},
+        KILN_REGISTRY_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -233,12 +273,12 @@ static int parse_args(int argc, char **argv, struct build_args *a)
             break;
         case OPT_BUILD_CONTEXT:
             if (!strchr(optarg, '=') || optarg[0] == '=')
-                return usage_error("invalid --build-context '%s': expected NAME=SRC", optarg);
+                return kiln_usage_error("invalid --build-context '%s': expected NAME=SRC", optarg);
             kn_strv_push(&a->contexts, optarg);
             break;
         case OPT_LABEL:
             if (!strchr(optarg, '='))
-                return usage_error("invalid --label '%s': expected KEY=VALUE", optarg);
+                return kiln_usage_error("invalid --label '%s': expected KEY=VALUE", optarg);
             kn_strv_push(&a->labels, optarg);
             break;
         case OPT_CACHE_DIR:
@@ -248,15 +288,25 @@ static int parse_args(int argc, char **argv, struct build_args *a)
             a->no_cache = true;
             break;
         case OPT_CACHE_FROM:
-        case OPT_CACHE_TO:
-            /* registry cache export/import is not implemented yet: refuse
-             * rather than silently build without it */
-            return usage_error("--%s is not supported yet",
-                               c == OPT_CACHE_FROM ? "cache-from" : "cache-to");
+        case OPT_CACHE_TO: {
+            char *ref = NULL;
+            if (parse_cache_spec(optarg, c == OPT_CACHE_TO, &ref) != 0)
+                return KILN_EXIT_USAGE;
+            if (c == OPT_CACHE_FROM) {
+                kn_strv_take(&a->cache_from, ref);
+            } else if (a->cache_to) {
+                free(ref);
+                return kiln_usage_error("only one --cache-to can be given");
+            } else {
+                kn_strv_take(&a->secret_strs, ref);
+                a->cache_to = ref;
+            }
+            break;
+        }
         case 'j':
             a->jobs = (int)strtol(optarg, &end, 10);
             if (!*optarg || *end || a->jobs < 1 || a->jobs > SCHED_MAX_JOBS)
-                return usage_error("invalid --jobs '%s'", optarg);
+                return kiln_usage_error("invalid --jobs '%s'", optarg);
             break;
         case OPT_PROGRESS:
             a->progress = optarg;
@@ -277,7 +327,7 @@ static int parse_args(int argc, char **argv, struct build_args *a)
             else if (strcmp(optarg, "none") == 0)
                 a->network = EX_NETWORK_NONE;
             else
-                return usage_error("unknown network '%s' (host or none)", optarg);
+                return kiln_usage_error("unknown network '%s' (host or none)", optarg);
             break;
         case OPT_ISOLATION:
             if (strcmp(optarg, "auto") == 0)
@@ -287,7 +337,7 @@ static int parse_args(int argc, char **argv, struct build_args *a)
             else if (strcmp(optarg, "chroot") == 0)
                 a->isolation = EX_ISOLATION_CHROOT;
             else
-                return usage_error("unknown isolation '%s' (auto, userns or chroot)", optarg);
+                return kiln_usage_error("unknown isolation '%s' (auto, userns or chroot)", optarg);
             break;
         case OPT_COMPRESSION:
             if (parse_compression(a, optarg) != 0)
@@ -296,7 +346,7 @@ static int parse_args(int argc, char **argv, struct build_args *a)
         case OPT_SDE:
             a->layer.source_date_epoch = strtoll(optarg, &end, 10);
             if (!*optarg || *end || a->layer.source_date_epoch < 0)
-                return usage_error("invalid --source-date-epoch '%s'", optarg);
+                return kiln_usage_error("invalid --source-date-epoch '%s'", optarg);
             break;
         case OPT_IIDFILE:
             a->iidfile = optarg;
@@ -307,34 +357,28 @@ static int parse_args(int argc, char **argv, struct build_args *a)
         case OPT_FRONTEND:
             a->frontend = optarg;
             break;
-        case OPT_INSECURE:
-            kn_strv_push(&a->insecure, optarg);
-            break;
-        case OPT_CA:
-            a->ca = optarg;
-            break;
-        case OPT_AUTHFILE:
-            a->authfile = optarg;
-            break;
         case 'h':
             build_usage(stdout);
             return -1;
         case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
+            return kiln_usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            if (kiln_registry_arg(&a->reg, c, optarg))
+                break;
+            return kiln_usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (argc - optind != 1) {
         build_usage(stderr);
-        return usage_error("%s", argc - optind == 0 ? "missing CONTEXT" : "too many arguments");
+        return kiln_usage_error("%s",
+                                argc - optind == 0 ? "missing CONTEXT" : "too many arguments");
     }
     a->context = argv[optind];
     if (a->push)
         kn_vec_push(&a->outputs, ((struct ex_output){.type = EX_OUTPUT_REGISTRY}));
     for (size_t i = 0; i < a->outputs.n; i++)
         if (a->outputs.v[i].type == EX_OUTPUT_REGISTRY && !a->tags.n && !a->outputs.v[i].names.n)
-            return usage_error("pushing needs a name: use --tag or -o type=registry,name=REF");
+            return kiln_usage_error("pushing needs a name: use --tag or -o type=registry,name=REF");
     return 0;
 }
 
@@ -344,7 +388,8 @@ static void args_release(struct build_args *a)
     kn_strv_release(&a->tags);
     kn_strv_release(&a->contexts);
     kn_strv_release(&a->labels);
-    kn_strv_release(&a->insecure);
+    kiln_registry_args_release(&a->reg);
+    kn_strv_release(&a->cache_from);
     kn_strv_release(&a->secret_strs);
     for (size_t i = 0; i < a->outputs.n; i++)
         ex_output_release(&a->outputs.v[i]);
@@ -581,14 +626,7 @@ static int do_build(struct build_args *a, struct kn_error **err)
             rc = -1;
     }
     if (rc == 0) {
-        struct ex_registry_opts ro = {
-            .insecure = a->insecure.v,
-            .ninsecure = a->insecure.n,
-            .ca_file = a->ca,
-            .auth_file = a->authfile,
-            .user_agent = "kiln/" KILN_VERSION,
-        };
-        reg = ex_registry_new(&ro, err);
+        reg = kiln_registry_open(&a->reg, err);
         if (!reg)
             rc = -1;
     }
@@ -622,6 +660,18 @@ static int do_build(struct build_args *a, struct kn_error **err)
     if (rc == 0)
         rc = check_platform(g, &platform, err);
     const char *ssh_sock = getenv("SSH_AUTH_SOCK");
+    struct ex_rcache **from = kn_calloc(a->cache_from.n + 1, sizeof(*from));
+    struct ex_rcache *to = NULL;
+    for (size_t i = 0; i < a->cache_from.n && rc == 0; i++)
+        if (!(from[i] = ex_rcache_open(reg, a->cache_from.v[i], s, err)))
+            rc = -1;
+    if (rc == 0 && a->cache_to && !(to = ex_rcache_open(reg, a->cache_to, s, err)))
+        rc = -1;
+    /* what this store hashed of earlier builds' sources: a rebuild reads
+     * only the files that changed */
+    char *hashcache = s ? kn_asprintf("%s/hashcache", ex_store_root(s)) : NULL;
+    if (rc == 0 && ex_fileop_hash_cache_load(hashcache, err) < 0)
+        rc = -1;
     if (rc == 0) {
         for (size_t i = 0; i < g->nnotes; i++)
             kn_warn("%s", g->notes[i]);
@@ -638,6 +688,9 @@ static int do_build(struct build_args *a, struct kn_error **err)
             .nsecrets = a->secrets.n,
             .ssh_sock = ssh_sock && *ssh_sock ? ssh_sock : NULL,
             .platform = platform,
+            .cache_from = from,
+            .ncache_from = a->cache_from.n,
+            .cache_to = to,
         };
         ops = ex_ops_new(&oo, err);
         if (!ops)
@@ -668,6 +721,11 @@ static int do_build(struct build_args *a, struct kn_error **err)
         rc = sched_run(g, &rootv, 1, &h, &so, &result, NULL, err);
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
+        struct kn_error *herr = NULL;
+        if (ex_fileop_hash_cache_save(hashcache, &herr) < 0) {
+            kn_warn("%s", herr->msg);
+            kn_err_free(herr);
+        }
     }
     if (rc == 0) {
         if (!a->outputs.n && !a->iidfile && !a->metadata)
@@ -679,6 +737,11 @@ static int do_build(struct build_args *a, struct kn_error **err)
         ex_result_unref(result);
     sched_reporter_free(rep);
     ex_ops_free(ops);
+    for (size_t i = 0; i < a->cache_from.n; i++)
+        ex_rcache_close(from[i]);
+    free(from);
+    ex_rcache_close(to);
+    free(hashcache);
     ir_graph_free(g);
     ex_registry_free(reg);
     ex_store_close(s);

@@ -518,6 +518,40 @@ int ex_ops_cache_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
     return 0;
 }
 
+/* A cache entry's result, or NULL when it is unusable: corrupt, or its
+ * blobs are gone (pruned). Either way a miss, never a failed build. */
+static struct ex_result *decode_entry(struct ex_ops *ops, const char *key, const char *val)
+{
+    struct kn_error *derr = NULL;
+    struct ex_result *r = ex_result_decode(ops, val, &derr);
+    if (!r) {
+        kn_warn("ignoring cache entry %s: %s", key, derr->msg);
+        kn_err_free(derr);
+        return NULL;
+    }
+    for (size_t i = 0; i < r->nlayers; i++) {
+        if (!r->layers[i].origin && !ex_store_has_blob(ops->o.store, r->layers[i].desc.digest)) {
+            ex_result_unref(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+/* Writes an entry to the registry cache; a registry that cannot take it
+ * costs the next build time, not this build its result: warn. */
+static void export_entry(struct ex_ops *ops, const char *key, const char *val)
+{
+    if (!ops->o.cache_to)
+        return;
+    struct kn_error *e = NULL;
+    if (ex_rcache_put(ops->o.cache_to, key, val, &e) < 0) {
+        kn_warn("cannot export cache entry %s to %s: %s", key, ex_rcache_repo(ops->o.cache_to),
+                e->msg);
+        kn_err_free(e);
+    }
+}
+
 int ex_ops_cache_lookup(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi, const char *key,
                         struct ex_result **out, struct kn_error **err)
 {
@@ -526,27 +560,35 @@ int ex_ops_cache_lookup(struct ex_ops *ops, const struct ir_graph *g, uint32_t v
     if (op != IR_EXEC && op != IR_FILE && op != IR_MERGE)
         return 0;
     struct kn_buf val = KN_BUF_INIT;
+    struct ex_result *r = NULL;
     int rc = ex_store_cache_get(ops->o.store, key, &val, err);
-    if (rc <= 0) {
+    if (rc < 0) {
         kn_buf_release(&val);
-        return rc;
+        return -1;
     }
-    struct kn_error *derr = NULL;
-    struct ex_result *r = ex_result_decode(ops, val.data, &derr);
-    kn_buf_release(&val);
-    if (!r) {
-        /* a corrupt entry is a miss, not a failed build */
-        kn_warn("ignoring cache entry %s: %s", key, derr->msg);
-        kn_err_free(derr);
-        return 0;
-    }
-    /* an entry whose blobs are gone (pruned) is a miss too */
-    for (size_t i = 0; i < r->nlayers; i++) {
-        if (!r->layers[i].origin && !ex_store_has_blob(ops->o.store, r->layers[i].desc.digest)) {
+    if (rc == 1)
+        r = decode_entry(ops, key, val.data);
+    /* then the registry caches, in order: a hit there fetches the blobs */
+    for (size_t i = 0; !r && i < ops->o.ncache_from; i++) {
+        struct kn_error *e = NULL;
+        int got = ex_rcache_get(ops->o.cache_from[i], key, &val, &e);
+        if (got < 0) {
+            kn_warn("cache lookup in %s failed: %s", ex_rcache_repo(ops->o.cache_from[i]), e->msg);
+            kn_err_free(e);
+            continue;
+        }
+        if (got == 1 && (r = decode_entry(ops, key, val.data)) != NULL &&
+            ex_store_cache_put(ops->o.store, key, val.data, err) < 0) {
             ex_result_unref(r);
-            return 0;
+            kn_buf_release(&val);
+            return -1;
         }
     }
+    if (r)
+        export_entry(ops, key, val.data);
+    kn_buf_release(&val);
+    if (!r)
+        return 0;
     *out = r;
     return 1;
 }
@@ -557,7 +599,10 @@ int ex_ops_cache_store(struct ex_ops *ops, const char *key, const struct ex_resu
     if (r->kind != EX_RESULT_ROOTFS)
         return 0;
     _cleanup_free_ char *val = ex_result_encode(r);
-    return ex_store_cache_put(ops->o.store, key, val, err);
+    if (ex_store_cache_put(ops->o.store, key, val, err) < 0)
+        return -1;
+    export_entry(ops, key, val);
+    return 0;
 }
 
 int ex_ops_execute(struct ex_ops *ops, const struct ex_job *job, const struct ir_graph *g,

@@ -28,6 +28,7 @@
 #define KILN_EXEC_OPS_H
 
 #include "exec/image/image.h"
+#include "exec/rcache/rcache.h"
 #include "exec/sandbox/sandbox.h"
 
 struct ex_secret {
@@ -54,6 +55,12 @@ struct ex_ops_opts {
     size_t nsecrets;
     const char *ssh_sock; /* $SSH_AUTH_SOCK for type=ssh, or NULL */
     struct ir_platform platform;
+    /* registry caches (--cache-from / --cache-to type=registry), borrowed:
+     * looked up, in order, after a miss in the store's own cache index;
+     * every result of a RUN or COPY (and every hit) is written to cache_to */
+    struct ex_rcache *const *cache_from;
+    size_t ncache_from;
+    struct ex_rcache *cache_to;
 };
 
 struct ex_ops;

@@ -170,3 +170,43 @@ EOF
     assert_equal "$(state_of 'RUN --mount=type=bind,target=/ctx')" DONE
     assert_equal "$(cat "$TESTDIR/o3/seen-all")" changed
 }
+
+@test "--cache-to / --cache-from type=registry: a build with an empty store reuses another's steps" {
+    local cache
+    cache=$KILN_TEST_REGISTRY/$(unique_repo buildcache)
+    printf 'shared\n' >input.txt
+    cat >Dockerfile <<EOF
+FROM $BASE
+COPY input.txt /input.txt
+RUN date +%s%N > /stamp && cat /input.txt > /copied
+EOF
+    kbuild --cache-dir "$TESTDIR/one" --cache-to "type=registry,ref=$cache,mode=max" \
+        -o "type=oci,dest=$TESTDIR/oci1" .
+    assert_equal "$(state_of 'RUN date')" DONE
+    # the entries are OCI artifacts tagged by cache key in the cache repository
+    run skopeo list-tags --tls-verify=false "docker://$cache"
+    [[ $status -eq 0 && $output == *'"sha256-'* ]] || { echo "$output" >&2; false; }
+    kbuild --cache-dir "$TESTDIR/two" --cache-from "type=registry,ref=$cache" \
+        -o "type=oci,dest=$TESTDIR/oci2" .
+    assert_equal "$(state_of 'RUN date')" CACHED
+    assert_equal "$(state_of 'COPY input.txt')" CACHED
+    # the same layers: the RUN's /stamp came from the first build
+    assert_equal "$(skopeo inspect "oci:$TESTDIR/oci2" | jq -c .Layers)" \
+        "$(skopeo inspect "oci:$TESTDIR/oci1" | jq -c .Layers)" "layers"
+    # a changed input misses the cache and runs again
+    printf 'changed\n' >input.txt
+    kbuild --cache-dir "$TESTDIR/three" --cache-from "$cache" .
+    assert_equal "$(state_of 'RUN date')" DONE
+}
+
+@test "--cache-from / --cache-to: bad specs are usage errors" {
+    printf 'FROM %s\n' "$BASE" >Dockerfile
+    run_kiln 2 build --cache-to type=local,dest=/tmp/x .
+    assert_stderr_contains "kiln: error: invalid --cache-to 'type=local,dest=/tmp/x': only type=registry is supported"
+    run_kiln 2 build --cache-from "type=registry" .
+    assert_stderr_contains "kiln: error: invalid --cache-from 'type=registry': needs type=registry,ref=REF"
+    run_kiln 2 build --cache-to "type=registry,ref=r,mode=min" .
+    assert_stderr_contains "kiln: error: invalid --cache-to 'type=registry,ref=r,mode=min': unsupported option 'mode=min'"
+    run_kiln 2 build --cache-to "a/b" --cache-to "c/d" .
+    assert_stderr_contains "kiln: error: only one --cache-to can be given"
+}

@@ -255,16 +255,8 @@ EOF
     assert_equal "$stderr" "kiln: error: --insecure-pull: cannot tell the registry of 'FROM \$BASE' before the build: name it with --insecure-registry or --skip-tls-verify-registry"
 }
 
-# registry_cache_wired: kiln build accepts --cache-to (the build helper wires
-# exec/rcache into the build); until then the cache tests skip
-registry_cache_wired() {
-    run --separate-stderr "$KILN_BIN" build --cache-to "type=registry,ref=$KILN_TEST_REGISTRY/x" \
-        "$TESTDIR/nonexistent"
-    [[ $stderr != *"not supported yet"* ]]
-}
 
 @test "two builds with empty stores share one registry cache: the second runs no RUN step" {
-    registry_cache_wired || skip "registry cache not wired yet (kiln build refuses --cache-to)"
     local cache repo
     cache=$KILN_TEST_REGISTRY/$(unique_repo cache)
     repo=$KILN_TEST_REGISTRY/$(unique_repo cached)
@@ -288,17 +280,9 @@ EOF
 }
 
 @test "--cache without --cache-repo uses DESTINATION_REPO/cache" {
-    registry_cache_wired || skip "registry cache not wired yet (kiln build refuses --cache-to)"
     local repo
     repo=$KILN_TEST_REGISTRY/$(unique_repo defcache)
     run_kiln executor --context "$TESTDIR/ctx" --destination "$repo:1" --cache
     run skopeo list-tags --tls-verify=false "docker://$repo/cache"
     [[ $status -eq 0 && $output == *sha256-* ]]
-}
-
-@test "--cache is refused the way kiln build refuses the registry cache until it is wired" {
-    registry_cache_wired && skip "the registry cache is wired"
-    run_kiln 2 executor --context "$TESTDIR/ctx" --destination "$KILN_TEST_REGISTRY/x:1" --cache \
-        --cache-repo "$KILN_TEST_REGISTRY/cache"
-    assert_stderr_contains "kiln: error: --cache-from is not supported yet"
 }
