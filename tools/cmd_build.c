@@ -39,7 +39,7 @@ static void build_usage(FILE *f)
         "      --no-cache               run every step\n"
         "      --cache-from type=registry,ref=REF  reuse steps cached in a registry (repeatable)\n"
         "      --cache-to type=registry,ref=REF    cache every step in a registry\n"
-        "  -j, --jobs N                 parallel steps (default: number of CPUs)\n"
+        "  -j, --jobs N                 parallel steps (default: twice the CPUs, at least 4)\n"
         "      --progress MODE          auto|tty|plain|json|quiet\n"
         "  -q, --quiet                  same as --progress quiet\n"
         "      --trace FILE             write a Chrome trace of the build\n"
@@ -778,7 +778,16 @@ int cmd_build(int argc, char **argv)
         args_release(&a);
         return rc < 0 ? KILN_EXIT_OK : rc;
     }
-    a.layer.threads = a.jobs > 0 ? a.jobs : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1)
+        ncpu = 1;
+    /* compression uses the CPUs; steps may be more: a RUN spends much of its
+     * time waiting (network, disk, sleep) and the kernel schedules its
+     * processes, so independent stages should not queue behind the CPU count
+     * (BuildKit does not limit them at all) */
+    a.layer.threads = a.jobs > 0 && a.jobs < ncpu ? a.jobs : (int)ncpu;
+    if (!a.jobs)
+        a.jobs = ncpu * 2 < 4 ? 4 : (int)(ncpu * 2 > SCHED_MAX_JOBS ? SCHED_MAX_JOBS : ncpu * 2);
     struct kn_error *err = NULL;
     rc = do_build(&a, &err);
     int status = KILN_EXIT_OK;
