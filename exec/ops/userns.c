@@ -12,14 +12,34 @@
  *
  * A forked child joins the new namespace; the parent writes its maps
  * (newuidmap/newgidmap for a subordinate range, else a single "0 UID 1"
- * line) and waits for the result, which comes back through a pipe. Only
- * glibc's fork-safe state (malloc, stdio) is used across the fork; the
- * child leaves with _exit.
+ * line) and waits for the result, which comes back through a pipe.
+ *
+ * Forking a multithreaded process: the child has only the forking thread,
+ * and any lock another thread held at the fork stays held forever. What
+ * runs in the child (unpacking, packing, flattening, streaming a file op,
+ * removing trees, committing into the store) therefore takes no lock of
+ * kiln's own: no result's mu (the callers resolve snapshots in the parent
+ * and pass them in), no store mutex (only prune takes one; temporary
+ * directories, blob writers and layer commits are plain mkdtemp/rename).
+ * glibc resets malloc's and stdio's locks in the child; libarchive and zstd
+ * keep no global locks (zstd's worker threads are created by the child
+ * itself); OpenSSL's SHA-256 fetch takes its method store's lock for
+ * reading only once the parent has used SHA-256 (every build has, for its
+ * cache keys), and glibc's reader-preferring rwlocks grant that even while
+ * another thread holds it. The layer writer's once-only locale set-up is
+ * made in the parent before any fork (ex_ops_userns_call). exec/fileop's
+ * file hash cache has a global mutex, taken when ADD --checksum verifies a
+ * file (in a child) and when cache keys hash context files (in the parent):
+ * the parent's hashing holds fork_lock for reading, fork() for writing.
+ * The child leaves with _exit.
  */
 #include "internal.h"
 
+#include "exec/layer/internal.h" /* ex_layer_utf8_locale: set up before fork */
+
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pwd.h>
 #include <sched.h>
 #include <spawn.h>
@@ -30,6 +50,20 @@
 #include <unistd.h>
 
 extern char **environ;
+
+/* Held for writing across fork(), for reading around exec/fileop's file
+ * hashing, whose global hash cache has a mutex (ex_ops_nofork_begin). */
+static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+void ex_ops_nofork_begin(void)
+{
+    pthread_rwlock_rdlock(&fork_lock);
+}
+
+void ex_ops_nofork_end(void)
+{
+    pthread_rwlock_unlock(&fork_lock);
+}
 
 struct idrange {
     unsigned long start, count;
@@ -139,14 +173,15 @@ static int write_maps(pid_t pid, struct kn_error **err)
 
 /* What the child sends back: the function's result, its error, and up to
  * REPLY_OUT bytes of plain data (no pointers into the child's heap; pointers
- * to static data, such as a layer's media type string, stay valid). */
-#define REPLY_OUT 512
+ * to static data, such as a layer's media type string, stay valid). Large
+ * enough for a path. */
+#define REPLY_OUT (PATH_MAX + 64)
 struct ns_reply {
     int rc;
     int code;
     int sys_errno;
     char msg[1024];
-    unsigned char out[REPLY_OUT];
+    _Alignas(16) unsigned char out[REPLY_OUT]; /* holds structs: aligned for any */
 };
 
 static bool read_full(int fd, void *buf, size_t len)
@@ -223,8 +258,12 @@ int ex_ops_userns_call(struct ex_ops *ops, ex_userns_fn fn, void *arg, void *out
         }
         return -1;
     }
+    (void)ex_layer_utf8_locale(); /* its pthread_once must not be mid-run in another thread */
     fflush(NULL);
+    pthread_rwlock_wrlock(&fork_lock);
     pid_t pid = fork();
+    if (pid != 0)
+        pthread_rwlock_unlock(&fork_lock);
     if (pid == 0) {
         close(ready[0]);
         close(go[1]);
@@ -295,4 +334,36 @@ static int remove_tree(struct ex_ops *ops, void *arg, void *out, struct kn_error
 int ex_ops_remove_tree(struct ex_ops *ops, const char *path, struct kn_error **err)
 {
     return ex_ops_userns_call(ops, remove_tree, (void *)path, NULL, 0, err);
+}
+
+/* ---- the store, for kiln prune ------------------------------------------ */
+
+struct prune_out {
+    uint64_t freed, left;
+};
+
+static int prune_store(struct ex_ops *ops, void *arg, void *out, struct kn_error **err)
+{
+    const uint64_t *keep = arg;
+    struct prune_out *po = out;
+    if (ex_store_prune(ops->o.store, *keep, &po->freed, err) < 0)
+        return -1;
+    return ex_store_usage(ops->o.store, &po->left, err);
+}
+
+int ex_ops_store_prune(struct ex_store *s, uint64_t keep, uint64_t *freed, uint64_t *left,
+                       struct kn_error **err)
+{
+    struct ex_ops_opts o = {.store = s};
+    struct ex_ops *ops = ex_ops_new(&o, err);
+    if (!ops)
+        return -1;
+    struct prune_out po = {0};
+    int rc = ex_ops_userns_call(ops, prune_store, &keep, &po, sizeof(po), err);
+    ex_ops_free(ops);
+    if (rc == 0) {
+        *freed = po.freed;
+        *left = po.left;
+    }
+    return rc;
 }
