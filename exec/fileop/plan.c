@@ -18,6 +18,7 @@
 #include "exec/store/store.h"
 #include "ir/base/cleanup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -687,6 +688,19 @@ static int copy_node(struct plan *p, struct copyctx *c, const struct vnode *sn, 
 
 /* ADD of a local archive: extract into a temporary directory, then copy
  * its contents into the destination directory. */
+static bool dir_is_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return false;
+    struct dirent *de;
+    bool empty = true;
+    while (empty && (de = readdir(d)))
+        empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+    closedir(d);
+    return empty;
+}
+
 static int copy_archive(struct plan *p, struct copyctx *c, const struct srcmatch *m,
                         const char *dest, struct kn_error **err)
 {
@@ -707,11 +721,17 @@ static int copy_archive(struct plan *p, struct copyctx *c, const struct srcmatch
     int rc = fo_extract_archive(fd, m->written, tmpl, &xe);
     close(fd);
     if (rc < 0) {
-        if (xe && xe->code == KN_E_UNSAFE) {
-            kn_err_propagate(err, &xe);
+        /* Only "this is not a tar" (a compressed single file, as Docker
+         * copies it) falls back to copying the file, and only before any
+         * entry was extracted: an archive that fails half-way (an unsafe
+         * entry, a full disk, a missing parent) fails the build. */
+        if (!xe || xe->code != KN_E_PARSE || !dir_is_empty(tmpl)) {
+            if (xe)
+                kn_err_propagate(err, &xe);
+            else
+                kn_err_set(err, KN_E_IO, "cannot extract '%s'", m->written);
             return -1;
         }
-        /* not a tar after all (a compressed single file): copied as a file */
         kn_debug("fileop: '%s' is not an archive (%s): copied as a file", m->written,
                  xe ? xe->msg : "?");
         kn_err_free(xe);

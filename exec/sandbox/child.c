@@ -42,8 +42,8 @@ static void cat(char *dst, size_t cap, const char *s)
     dst[n] = 0;
 }
 
-static KN_NORETURN void fail3(const struct sb_plan *p, int errnum, const char *a, const char *b,
-                              const char *c)
+static KN_NORETURN void fail4(const struct sb_plan *p, int errnum, const char *a, const char *b,
+                              const char *c, const char *d)
 {
     struct sb_child_error e;
     memset(&e, 0, sizeof(e));
@@ -51,6 +51,7 @@ static KN_NORETURN void fail3(const struct sb_plan *p, int errnum, const char *a
     cat(e.msg, sizeof(e.msg), a);
     cat(e.msg, sizeof(e.msg), b);
     cat(e.msg, sizeof(e.msg), c);
+    cat(e.msg, sizeof(e.msg), d);
     if (write(p->err_wr, &e, sizeof(e)) < 0) {
         /* nothing left to tell anyone */
     }
@@ -60,7 +61,7 @@ static KN_NORETURN void fail3(const struct sb_plan *p, int errnum, const char *a
 static KN_NORETURN void fail(const struct sb_plan *p, const char *what, const char *target)
 {
     int e = errno;
-    fail3(p, e, what, target ? " '/" : "", target ? target : "");
+    fail4(p, e, what, target ? " '/" : "", target ? target : "", target ? "'" : "");
 }
 
 static int in_root(int rootfd, const char *path, int flags)

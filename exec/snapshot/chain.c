@@ -318,12 +318,12 @@ static int flat_entry(struct flat *f, int src, int dst, const char *n, const str
     return 0;
 }
 
-int ex_snapshot_flatten(const struct ex_snapshot *s, const char *dest, struct kn_error **err)
+static int flatten(const struct ex_snapshot *s, const char *dest, bool link, struct kn_error **err)
 {
     int dfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return kn_err_sys(err, "cannot open '%s'", dest);
-    struct flat f = {.can_chown = geteuid() == 0, .can_link = true};
+    struct flat f = {.can_chown = geteuid() == 0, .can_link = link};
     int rc = 0;
     for (size_t i = 0; i < ex_snapshot_len(s) && rc == 0; i++) {
         f.layer = s->layers[i];
@@ -339,4 +339,17 @@ int ex_snapshot_flatten(const struct ex_snapshot *s, const char *dest, struct kn
     if (rc < 0)
         kn_err_wrap(err, "cannot flatten into '%s'", dest);
     return rc;
+}
+
+/* Files are copied (reflinked where the file system can): the result is
+ * the caller's to change, and the layers it came from are the store's,
+ * shared by every later build. */
+int ex_snapshot_flatten(const struct ex_snapshot *s, const char *dest, struct kn_error **err)
+{
+    return flatten(s, dest, false, err);
+}
+
+int ex_snapshot_flatten_shared(const struct ex_snapshot *s, const char *dest, struct kn_error **err)
+{
+    return flatten(s, dest, true, err);
 }

@@ -76,7 +76,7 @@ static char *flatten_bottom(const struct ex_snapshot *base, size_t k, const char
     int rc = -1;
     if (!mkdtemp(tmp)) {
         kn_err_sys(err, "cannot create '%s'", tmp);
-    } else if (ex_snapshot_flatten(bottom, tmp, err) == 0) {
+    } else if (ex_snapshot_flatten_shared(bottom, tmp, err) == 0) {
         if (rename(tmp, dest) == 0) {
             rc = 0;
         } else if (errno == EEXIST || errno == ENOTEMPTY) {

@@ -70,11 +70,16 @@ const char *ex_snapshot_digest(const struct ex_snapshot *s);
  * with KN_E_NOTFOUND. Used to read /etc/passwd of an image. */
 int ex_snapshot_open(const struct ex_snapshot *s, const char *path, struct kn_error **err);
 
-/* Materializes the chain into dest (an existing empty directory): whiteouts
- * and opaque dirs applied, files hard-linked from the layers where the
- * kernel allows it (same filesystem, protected_hardlinks), copied otherwise;
- * ownership kept where the caller may chown (root), else the caller's. */
+/* Materializes the chain into dest (an existing empty directory):
+ * whiteouts and opaque dirs applied, files copied (reflinked where the file
+ * system can), so dest may be changed freely; ownership kept where the
+ * caller may chown (root), else the caller's. */
 int ex_snapshot_flatten(const struct ex_snapshot *s, const char *dest, struct kn_error **err);
+/* The same with regular files hard-linked from the layers where the kernel
+ * allows it: only for a result nobody writes to (an overlay lower dir),
+ * since a write through a link would change the store's layers. */
+int ex_snapshot_flatten_shared(const struct ex_snapshot *s, const char *dest,
+                               struct kn_error **err);
 
 /* ---- a writable layer over a chain ---------------------------------------- */
 
