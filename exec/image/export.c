@@ -71,7 +71,7 @@ static int put_bytes(int dfd, const char *digest, const void *data, size_t len, 
     return 0;
 }
 
-/* Links (or reflinks, or copies) a store blob to blobs/sha256/HEX. */
+/* Copies (or reflinks) a store blob to blobs/sha256/HEX. */
 static int put_store_blob(struct ex_store *s, int dfd, const char *digest, bool *added,
                           struct kn_error **err)
 {
@@ -86,26 +86,23 @@ static int put_store_blob(struct ex_store *s, int dfd, const char *digest, bool 
     snprintf(tmp, sizeof(tmp), "blobs/sha256/.%s.kiln-%d-%u", kn_digest_hex(digest), (int)getpid(),
              atomic_fetch_add(&tmp_seq, 1));
     unlinkat(dfd, tmp, 0);
-    char *src = ex_store_blob_path(s, digest);
-    int rc = linkat(AT_FDCWD, src, dfd, tmp, 0);
-    free(src);
-    if (rc < 0) {
-        int in = ex_store_blob_open(s, digest, err);
-        if (in < 0)
-            return -1;
-        int out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (out < 0) {
-            close(in);
-            return kn_err_sys(err, "cannot create blob %s", digest);
-        }
-        rc = exi_copy_fd(in, out, digest, err);
+    /* a copy (a reflink where the file system can), never a hard link: the
+     * output is the user's to change, the store's blob is every build's */
+    int in = ex_store_blob_open(s, digest, err);
+    if (in < 0)
+        return -1;
+    int out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (out < 0) {
         close(in);
-        if (close(out) < 0 && rc == 0)
-            rc = kn_err_sys(err, "cannot write blob %s", digest);
-        if (rc < 0) {
-            unlinkat(dfd, tmp, 0);
-            return -1;
-        }
+        return kn_err_sys(err, "cannot create blob %s", digest);
+    }
+    int rc = exi_copy_fd(in, out, digest, err);
+    close(in);
+    if (close(out) < 0 && rc == 0)
+        rc = kn_err_sys(err, "cannot write blob %s", digest);
+    if (rc < 0) {
+        unlinkat(dfd, tmp, 0);
+        return -1;
     }
     if (renameat(dfd, tmp, dfd, name) < 0) {
         kn_err_sys(err, "cannot write blob %s", digest);

@@ -254,8 +254,9 @@ void ex_output_release(struct ex_output *o);
 
 /* DIR gets (or keeps) oci-layout and blobs/sha256/, and index.json an entry
  * for img annotated with ref name `tag` (NULL: untagged) and, when not NULL,
- * the full `image_name`. Blobs are hard-linked from the store when on the
- * same file system, else copied. The image must be OCI (ex_image_to_oci). */
+ * the full `image_name`. Blobs are copied from the store (reflinked where
+ * the file system can; never hard-linked: the layout is the user's to
+ * change). The image must be OCI (ex_image_to_oci). */
 int ex_export_oci_layout(struct ex_store *s, const struct ex_image *img, const char *dir,
                          const char *tag, const char *image_name, struct kn_error **err);
 /* The same layout as a tar file (streamed from the store). */
