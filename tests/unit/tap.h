@@ -69,6 +69,39 @@ static inline const char *tap_tmpdir(void)
     return tap_tmpdir_buf;
 }
 
+/* Loads the test fixture's STATEDIR/env ("export K=V", values plain or
+ * single-quoted) into the environment: the registries a live test talks
+ * to. Skips the whole test when KILN_FIXTURE_STATE is unset. */
+static inline void tap_fixture_env(void)
+{
+    const char *state = getenv("KILN_FIXTURE_STATE");
+    if (!state || !*state)
+        tap_skip_all("KILN_FIXTURE_STATE is not set (start tests/fixture/start.sh)");
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/env", state);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        tap_skip_all("the fixture's env file is missing");
+    char line[8192];
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "export ", 7) != 0)
+            continue;
+        char *eq = strchr(line + 7, '=');
+        if (!eq)
+            continue;
+        *eq = '\0';
+        char *v = eq + 1;
+        size_t n = strlen(v);
+        if (n >= 2 && v[0] == '\'' && v[n - 1] == '\'') {
+            v[n - 1] = '\0';
+            v++;
+        }
+        setenv(line + 7, v, 1);
+    }
+    fclose(f);
+}
+
 static inline int tap_done(void)
 {
     printf("1..%d\n", tap_n);

@@ -20,33 +20,6 @@ static char tmp[4096];
 static const char *REG;
 static int store_n;
 
-static void load_env(const char *state)
-{
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/env", state);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        tap_skip_all("the fixture's env file is missing");
-    char line[8192];
-    while (fgets(line, sizeof(line), f)) {
-        line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "export ", 7) != 0)
-            continue;
-        char *eq = strchr(line + 7, '=');
-        if (!eq)
-            continue;
-        *eq = '\0';
-        char *v = eq + 1;
-        size_t n = strlen(v);
-        if (n >= 2 && v[0] == '\'' && v[n - 1] == '\'') {
-            v[n - 1] = '\0';
-            v++;
-        }
-        setenv(line + 7, v, 1);
-    }
-    fclose(f);
-}
-
 static struct ex_store *new_store(void)
 {
     char root[4200];
@@ -291,10 +264,7 @@ static void test_roundtrip(struct ex_registry *reg)
 
 int main(void)
 {
-    const char *state = getenv("KILN_FIXTURE_STATE");
-    if (!state || !*state)
-        tap_skip_all("KILN_FIXTURE_STATE is not set (start tests/fixture/start.sh)");
-    load_env(state);
+    tap_fixture_env();
     REG = getenv("KILN_TEST_REGISTRY");
     if (!REG || !*REG)
         tap_skip_all("the fixture has no KILN_TEST_REGISTRY");

@@ -32,34 +32,6 @@ static const char *env(const char *k)
     return v;
 }
 
-/* reads STATEDIR/env ("export K=V", values plain or single-quoted) */
-static void load_env(const char *state)
-{
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/env", state);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        tap_skip_all("the fixture's env file is missing");
-    char line[8192];
-    while (fgets(line, sizeof(line), f)) {
-        line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "export ", 7) != 0)
-            continue;
-        char *eq = strchr(line + 7, '=');
-        if (!eq)
-            continue;
-        *eq = '\0';
-        char *v = eq + 1;
-        size_t n = strlen(v);
-        if (n >= 2 && v[0] == '\'' && v[n - 1] == '\'') {
-            v[n - 1] = '\0';
-            v++;
-        }
-        setenv(line + 7, v, 1);
-    }
-    fclose(f);
-}
-
 static struct ex_store *new_store(void)
 {
     char root[4200];
@@ -1085,10 +1057,7 @@ static void test_faults(void)
 
 int main(void)
 {
-    const char *state = getenv("KILN_FIXTURE_STATE");
-    if (!state || !*state)
-        tap_skip_all("KILN_FIXTURE_STATE is not set (start tests/fixture/start.sh)");
-    load_env(state);
+    tap_fixture_env();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     REG = env("KILN_TEST_REGISTRY");
     TLS = env("KILN_TEST_REGISTRY_TLS");
