@@ -6,6 +6,8 @@
  */
 #include "kiln.h"
 
+#include "exec/ops/ops.h"
+
 #include "exec/store/store.h"
 
 #include <stdio.h>
@@ -46,7 +48,7 @@ int cmd_prune(int argc, char **argv)
     struct ex_store *s = ex_store_open(root, &err);
     free(root);
     uint64_t freed = 0, left = 0;
-    if (s && ex_store_prune(s, keep, &freed, &err) == 0 && ex_store_usage(s, &left, &err) == 0)
+    if (s && ex_ops_store_prune(s, keep, &freed, &left, &err) == 0)
         printf("reclaimed %llu bytes, %llu bytes left\n", (unsigned long long)freed,
                (unsigned long long)left);
     ex_store_close(s);

@@ -37,6 +37,12 @@ struct ex_layer_opts {
     int threads;               /* compression threads (zstd), 0 = 1 */
 };
 
+/* Sets up the codec's once-only process state (the UTF-8 locale libarchive
+ * runs under). Called lazily by everything here; call it before fork() in
+ * a multithreaded process whose child uses the codec, so no pthread_once
+ * can be half-run in the child. Thread-safe. */
+void ex_layer_init(void);
+
 struct ex_layer_info {
     char digest[KN_DIGEST_SIZE];  /* of the compressed blob */
     char diff_id[KN_DIGEST_SIZE]; /* of the uncompressed tar */

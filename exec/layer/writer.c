@@ -250,6 +250,11 @@ locale_t ex_layer_utf8_locale(void)
     return utf8_loc;
 }
 
+void ex_layer_init(void)
+{
+    (void)ex_layer_utf8_locale();
+}
+
 static int write_header(struct archive *a, struct archive_entry *e)
 {
     ex_layer_utf8_locale();

@@ -60,8 +60,10 @@ static char *http_dir(struct ex_ops *ops, struct views *vs, struct ex_result *r,
     return tmp;
 }
 
+/* snap: r's snapshot when its filesystem is read (resolved by the caller,
+ * in the parent: see stream_layer), else NULL for an empty view. */
 static struct ex_view *view_for(struct ex_ops *ops, struct views *vs, struct ex_result *r,
-                                bool need_rootfs, struct kn_error **err)
+                                const struct ex_snapshot *snap, struct kn_error **err)
 {
     switch (r->kind) {
     case EX_RESULT_CONTEXT:
@@ -71,12 +73,9 @@ static struct ex_view *view_for(struct ex_ops *ops, struct views *vs, struct ex_
         return dir ? ex_view_new_dir(dir, "download", NULL, 0, NULL, 0, err) : NULL;
     }
     case EX_RESULT_ROOTFS:
-        if (!need_rootfs)
+        if (!snap)
             return ex_view_new_chain(NULL, 0, "scratch", err);
-        {
-            struct ex_snapshot *snap = ex_result_snapshot(ops, r, err);
-            return snap ? ex_view_new_snapshot(snap, "stage", err) : NULL;
-        }
+        return ex_view_new_snapshot(snap, "stage", err);
     }
     kn_err_set(err, KN_E_INTERNAL, "unknown result kind");
     return NULL;
@@ -91,18 +90,24 @@ static bool input_is_source(const struct ir_file *f, size_t idx)
     return false;
 }
 
+/* Whether the op reads input i: the destination is read for --chown names
+ * and existing paths (a scratch destination has nothing to read), the
+ * other inputs when a copy action reads them. */
+static bool input_needed(const struct ir_vertex *v, struct ex_result *const *inputs, size_t i)
+{
+    return i == 0 ? inputs[0]->nlayers > 0 : input_is_source(&v->u.file, i);
+}
+
 static int make_views(struct ex_ops *ops, const struct ir_vertex *v,
-                      struct ex_result *const *inputs, struct views *vs, struct kn_error **err)
+                      struct ex_result *const *inputs, struct ex_snapshot *const *snaps,
+                      struct views *vs, struct kn_error **err)
 {
     vs->v = kn_calloc(v->ninputs + 1, sizeof(*vs->v));
     vs->n = v->ninputs;
     for (size_t i = 0; i < v->ninputs; i++) {
-        /* the destination is read for --chown names and existing paths;
-         * a scratch destination has nothing to read */
-        bool need = i == 0 ? inputs[0]->nlayers > 0 : input_is_source(&v->u.file, i);
-        if (i > 0 && !need)
+        if (i > 0 && !input_needed(v, inputs, i))
             continue;
-        vs->v[i] = view_for(ops, vs, inputs[i], need, err);
+        vs->v[i] = view_for(ops, vs, inputs[i], snaps[i], err);
         if (!vs->v[i])
             return -1;
     }
@@ -118,6 +123,7 @@ int ex_ops_file_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
     vs.v = kn_calloc(v->ninputs + 1, sizeof(*vs.v));
     vs.n = v->ninputs;
     int rc = 0;
+    ex_ops_nofork_begin(); /* file hashing: see ex_ops_nofork_begin */
     for (size_t i = 0; i < f->nactions && rc == 0; i++) {
         const struct ir_file_action *a = &f->actions[i];
         if (a->kind != IR_FILE_COPY)
@@ -126,7 +132,7 @@ int ex_ops_file_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
         if (src->kind == EX_RESULT_ROOTFS)
             continue; /* named by its chain id, already in the key */
         if (!vs.v[a->src_input]) {
-            vs.v[a->src_input] = view_for(ops, &vs, src, false, err);
+            vs.v[a->src_input] = view_for(ops, &vs, src, NULL, err);
             if (!vs.v[a->src_input]) {
                 rc = -1;
                 break;
@@ -137,6 +143,7 @@ int ex_ops_file_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
         if (rc == 0)
             kn_sha256_update(h, sum, KN_DIGEST_LEN);
     }
+    ex_ops_nofork_end();
     views_release(&vs);
     return rc;
 }
@@ -150,6 +157,7 @@ int ex_ops_mount_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
     vs.v = kn_calloc(v->ninputs + 1, sizeof(*vs.v));
     vs.n = v->ninputs;
     int rc = 0;
+    ex_ops_nofork_begin(); /* file hashing: see ex_ops_nofork_begin */
     for (size_t i = 0; i < e->nmounts && rc == 0; i++) {
         const struct ir_mount *m = &e->mounts[i];
         int idx = m->input >= 0 ? m->input : 0;
@@ -157,7 +165,7 @@ int ex_ops_mount_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
             inputs[idx]->kind != EX_RESULT_CONTEXT)
             continue; /* a filesystem or a download is named by its id already */
         if (!vs.v[idx]) {
-            vs.v[idx] = view_for(ops, &vs, inputs[idx], false, err);
+            vs.v[idx] = view_for(ops, &vs, inputs[idx], NULL, err);
             if (!vs.v[idx]) {
                 rc = -1;
                 break;
@@ -188,6 +196,7 @@ int ex_ops_mount_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
             rc = -1;
         }
     }
+    ex_ops_nofork_end();
     views_release(&vs);
     return rc;
 }
@@ -198,16 +207,22 @@ static int sink_add(void *ctx, const char *path, const struct stat *st, int fd,
     return ex_layer_writer_add(ctx, path, st, fd, linkname, err);
 }
 
-int ex_ops_run_file(struct ex_ops *ops, const struct ex_job *job, const struct ir_graph *g,
-                    uint32_t vi, struct ex_result *const *inputs, struct ex_result **out,
-                    struct kn_error **err)
+struct stream_arg {
+    const struct ir_vertex *v;
+    struct ex_result *const *inputs;
+    struct ex_snapshot *const *snaps;
+};
+
+/* Streams the op's diff into a layer blob. Rootless, when it reads a
+ * filesystem of the store, this runs in the user namespace: the unpacked
+ * layers hold subordinate ids, and files private to one of them (a 0700
+ * directory of uid 1000) are readable only there. The blob is written by
+ * ns-root, which is the caller on disk, so the store stays the caller's. */
+static int stream_layer(struct ex_ops *ops, void *arg, void *out, struct kn_error **err)
 {
-    (void)job;
-    const struct ir_vertex *v = &g->v[vi];
-    if (inputs[0]->kind != EX_RESULT_ROOTFS)
-        return kn_err_set(err, KN_E_INTERNAL, "a file op needs a filesystem as its first input");
+    const struct stream_arg *a = arg;
     struct views vs = {0};
-    int rc = make_views(ops, v, inputs, &vs, err);
+    int rc = make_views(ops, a->v, a->inputs, a->snaps, &vs, err);
     struct ex_layer_writer *w = NULL;
     if (rc == 0) {
         w = ex_layer_writer_new(ops->o.store, &ops->o.layer, err);
@@ -220,7 +235,7 @@ int ex_ops_run_file(struct ex_ops *ops, const struct ex_job *job, const struct i
         if (!scratch)
             rc = -1;
     }
-    _cleanup_free_ char *tmp = NULL;
+    char *tmp = NULL;
     if (rc == 0) {
         tmp = ex_store_mkdtemp(ops->o.store, "fileop", err);
         if (!tmp)
@@ -229,7 +244,7 @@ int ex_ops_run_file(struct ex_ops *ops, const struct ex_job *job, const struct i
     if (rc == 0) {
         int64_t sde = ops->o.layer.source_date_epoch;
         struct ex_fileop_req req = {
-            .op = &v->u.file,
+            .op = &a->v->u.file,
             .dest = vs.v[0] ? vs.v[0] : scratch,
             .inputs = (const struct ex_view *const *)vs.v,
             .ninputs = vs.n,
@@ -239,17 +254,52 @@ int ex_ops_run_file(struct ex_ops *ops, const struct ex_job *job, const struct i
         struct ex_fileop_sink sink = {.add = sink_add, .ctx = w};
         rc = ex_fileop_stream(&req, &sink, err);
     }
-    struct ex_layer_info info;
     if (rc == 0) {
-        rc = ex_layer_writer_finish(w, &info, err);
+        rc = ex_layer_writer_finish(w, out, err);
         w = NULL;
     }
     if (w)
         ex_layer_writer_abort(w);
     if (tmp)
         ex_store_remove_tree(tmp, NULL);
+    free(tmp);
     ex_view_free(scratch);
     views_release(&vs);
+    return rc;
+}
+
+int ex_ops_run_file(struct ex_ops *ops, const struct ex_job *job, const struct ir_graph *g,
+                    uint32_t vi, struct ex_result *const *inputs, struct ex_result **out,
+                    struct kn_error **err)
+{
+    (void)job;
+    const struct ir_vertex *v = &g->v[vi];
+    if (inputs[0]->kind != EX_RESULT_ROOTFS)
+        return kn_err_set(err, KN_E_INTERNAL, "a file op needs a filesystem as its first input");
+    /* the filesystems read are unpacked here, in the parent: the child
+     * must not take a result's lock (userns.c) */
+    struct ex_snapshot **snaps = kn_calloc(v->ninputs + 1, sizeof(*snaps));
+    bool reads_store = false;
+    int rc = 0;
+    for (size_t i = 0; i < v->ninputs && rc == 0; i++) {
+        if (inputs[i]->kind != EX_RESULT_ROOTFS || !input_needed(v, inputs, i))
+            continue;
+        snaps[i] = ex_result_snapshot(ops, inputs[i], err);
+        if (!snaps[i])
+            rc = -1;
+        else if (ex_snapshot_len(snaps[i]) > 0)
+            reads_store = true;
+    }
+    struct ex_layer_info info;
+    struct stream_arg a = {.v = v, .inputs = inputs, .snaps = snaps};
+    if (rc == 0 && reads_store) {
+        rc = ex_ops_userns_call(ops, stream_layer, &a, &info, sizeof(info), err);
+    } else if (rc == 0) {
+        ex_ops_nofork_begin(); /* ADD --checksum hashes here */
+        rc = stream_layer(ops, &a, &info, err);
+        ex_ops_nofork_end();
+    }
+    free(snaps);
     if (rc < 0)
         return -1;
     struct ex_rlayer l = {.desc = {.media_type = (char *)info.media_type, .size = info.size}};

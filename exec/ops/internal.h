@@ -94,6 +94,10 @@ int ex_ops_run_http(struct ex_ops *ops, const struct ir_source_http *src, struct
 typedef int (*ex_userns_fn)(struct ex_ops *ops, void *arg, void *out, struct kn_error **err);
 int ex_ops_userns_call(struct ex_ops *ops, ex_userns_fn fn, void *arg, void *out, size_t outlen,
                        struct kn_error **err);
+/* Around code of the parent that may take exec/fileop's hash cache mutex:
+ * no fork happens in between, so no child inherits it held. */
+void ex_ops_nofork_begin(void);
+void ex_ops_nofork_end(void);
 /* Finishes a RUN's writable layer and packs its upper dir, in the namespace. */
 int ex_ops_finish_pack(struct ex_ops *ops, struct ex_snapshot_rw *rw, struct ex_layer_info *info,
                        struct kn_error **err);

@@ -230,6 +230,32 @@ int ex_ops_ensure_blob(struct ex_ops *ops, const struct ex_rlayer *l, struct kn_
     return kn_err_set(err, KN_E_NOTFOUND, "blob %s is not in the store", l->desc.digest);
 }
 
+struct unpack_arg {
+    const struct ex_rlayer *l;
+    const char *tmp;
+};
+
+/* Unpacks a layer into tmp and moves it into the store. Rootless this runs
+ * in the user namespace (ex_ops_userns_call), where the tar's owners can be
+ * kept: uid 1000 of the image is the caller's subordinate START+999 on
+ * disk, which is uid 1000 again inside the sandbox. Without a subordinate
+ * range only the caller is mapped; the chowns fail and every file stays the
+ * caller's (uid 0 inside), as before. The commit is done here too, since
+ * losing the race to another build removes the tree. */
+static int unpack_commit(struct ex_ops *ops, void *arg, void *out, struct kn_error **err)
+{
+    (void)out;
+    const struct unpack_arg *a = arg;
+    struct ex_store *s = ops->o.store;
+    unsigned flags = EX_UNPACK_OVERLAY | EX_UNPACK_OWNERS | (ops->as_root ? EX_UNPACK_DEVICES : 0);
+    int rc = ex_layer_unpack(s, a->l->desc.digest, a->l->desc.media_type, a->tmp, flags, NULL, err);
+    if (rc == 0)
+        rc = ex_store_layer_commit(s, a->l->diff_id, a->tmp, err);
+    if (rc < 0)
+        ex_store_remove_tree(a->tmp, NULL);
+    return rc;
+}
+
 /* Unpacks layer l into the store (by diff_id) unless it is there. */
 static int ensure_layer_dir(struct ex_ops *ops, const struct ex_rlayer *l, struct kn_error **err)
 {
@@ -241,12 +267,10 @@ static int ensure_layer_dir(struct ex_ops *ops, const struct ex_rlayer *l, struc
     char *tmp = ex_store_mkdtemp(s, "unpack", err);
     if (!tmp)
         return -1;
-    unsigned flags = EX_UNPACK_OVERLAY | (ops->as_root ? EX_UNPACK_OWNERS | EX_UNPACK_DEVICES : 0);
-    int rc = ex_layer_unpack(s, l->desc.digest, l->desc.media_type, tmp, flags, NULL, err);
-    if (rc == 0)
-        rc = ex_store_layer_commit(s, l->diff_id, tmp, err);
-    if (rc < 0)
-        ex_store_remove_tree(tmp, NULL);
+    struct unpack_arg a = {.l = l, .tmp = tmp};
+    int rc = ex_ops_userns_call(ops, unpack_commit, &a, NULL, 0, err);
+    if (rc < 0 && access(tmp, F_OK) == 0)
+        ex_ops_remove_tree(ops, tmp, NULL); /* the helper died before cleaning up */
     free(tmp);
     return rc;
 }
@@ -706,13 +730,4 @@ int ex_ops_image(struct ex_ops *ops, struct ex_result *root, const struct ir_out
     free(kept);
     kn_buf_release(&cj);
     return rc;
-}
-
-int ex_ops_export_rootfs(struct ex_ops *ops, struct ex_result *root, const char *dir,
-                         struct kn_error **err)
-{
-    struct ex_snapshot *snap = ex_result_snapshot(ops, root, err);
-    if (!snap)
-        return -1;
-    return ex_snapshot_flatten(snap, dir, err);
 }

@@ -100,9 +100,20 @@ bool ex_ops_is_io(const struct ir_graph *g, uint32_t vi);
 int ex_ops_image(struct ex_ops *ops, struct ex_result *root, const struct ir_output *out,
                  int64_t source_date_epoch, struct ex_image *img, struct kn_error **err);
 
-/* Materializes a root-filesystem result into dir (for -o type=local) without
- * building an image. */
+/* Materializes a root-filesystem result into dir (an existing empty
+ * directory; for -o type=local) without building an image. As root, owners
+ * are kept; rootless, every file is the caller's, with the image's modes
+ * (export.c). */
 int ex_ops_export_rootfs(struct ex_ops *ops, struct ex_result *root, const char *dir,
                          struct kn_error **err);
+
+/* kiln prune: ex_store_prune(s, keep) then ex_store_usage(s). Rootless,
+ * inside a user namespace with the sandbox's id map: unpacked layers hold
+ * the caller's subordinate ids, and their private directories (a base
+ * image's /root, a RUN's chmod 700 dir of uid 1000) can only be entered and
+ * removed there. As root, the two calls as they are. For kiln prune, which
+ * runs no other thread (the prune itself runs in a forked child). */
+int ex_ops_store_prune(struct ex_store *s, uint64_t keep, uint64_t *freed, uint64_t *left,
+                       struct kn_error **err);
 
 #endif

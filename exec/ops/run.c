@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +32,12 @@ struct run_state {
     KN_VEC(int) lockfds;    /* cache mounts held with sharing=locked */
 };
 
-static void run_state_release(struct run_state *st)
+static void run_state_release(struct ex_ops *ops, struct run_state *st)
 {
+    /* a flattened stage or a private cache may hold dirs private to one of
+     * the subordinate ids: removed in the namespace */
     for (size_t i = 0; i < st->tmpdirs.n; i++)
-        ex_store_remove_tree(st->tmpdirs.v[i], NULL);
+        ex_ops_remove_tree(ops, st->tmpdirs.v[i], NULL);
     kn_strv_release(&st->tmpdirs);
     kn_strv_release(&st->env);
     kn_strv_release(&st->strs);
@@ -58,13 +61,54 @@ static const struct ex_secret *find_secret(struct ex_ops *ops, const char *id)
     return NULL;
 }
 
+/* base/subpath, checked to stay inside base even through symlinks; the
+ * resolved path in out (PATH_MAX bytes). */
+static int resolve_under(const char *base, const char *subpath, char *out, struct kn_error **err)
+{
+    _cleanup_free_ char *clean = kn_path_clean(subpath && *subpath ? subpath : "/");
+    const char *rel = clean;
+    while (*rel == '/')
+        rel++;
+    if (strcmp(rel, "..") == 0 || kn_str_startswith(rel, "../"))
+        return kn_err_set(err, KN_E_UNSAFE, "mount source '%s' is outside its input", subpath);
+    _cleanup_free_ char *path = *rel ? kn_asprintf("%s/%s", base, rel) : kn_strdup(base);
+    _cleanup_free_ char *realbase = realpath(base, NULL);
+    if (!realpath(path, out))
+        return kn_err_set(err, KN_E_NOTFOUND, "mount source '%s' not found", subpath);
+    bool inside = realbase && (strcmp(out, realbase) == 0 ||
+                               (kn_str_startswith(out, realbase) && out[strlen(realbase)] == '/'));
+    if (!inside)
+        return kn_err_set(err, KN_E_UNSAFE, "mount source '%s' is outside its input", subpath);
+    return 0;
+}
+
+struct flatten_arg {
+    const struct ex_snapshot *snap;
+    const char *dir;
+    const char *subpath;
+};
+
+/* Flattens a stage for a mount and resolves the mounted path in it. Rootless
+ * this runs in the user namespace: the copy keeps the owners the step will
+ * see (the store's subordinate ids), and the path may cross directories
+ * private to one of them. */
+static int flatten_resolve(struct ex_ops *ops, void *arg, void *out, struct kn_error **err)
+{
+    (void)ops;
+    const struct flatten_arg *a = arg;
+    if (ex_snapshot_flatten(a->snap, a->dir, err) < 0)
+        return -1;
+    return resolve_under(a->dir, a->subpath, out, err);
+}
+
 /* A host directory holding the content of a mount's source input. */
 static int mount_source_dir(struct ex_ops *ops, struct run_state *st, struct ex_result *in,
                             const char *subpath, const char **out, struct kn_error **err)
 {
-    const char *base;
+    char real[PATH_MAX];
     if (in->kind == EX_RESULT_CONTEXT) {
-        base = in->dir;
+        if (resolve_under(in->dir, subpath, real, err) < 0)
+            return -1;
     } else if (in->kind == EX_RESULT_ROOTFS) {
         struct ex_snapshot *snap = ex_result_snapshot(ops, in, err);
         if (!snap)
@@ -73,35 +117,44 @@ static int mount_source_dir(struct ex_ops *ops, struct run_state *st, struct ex_
         if (!tmp)
             return -1;
         kn_strv_take(&st->tmpdirs, tmp);
-        if (ex_snapshot_flatten(snap, tmp, err) < 0)
+        struct flatten_arg a = {.snap = snap, .dir = tmp, .subpath = subpath};
+        if (ex_ops_userns_call(ops, flatten_resolve, &a, real, sizeof(real), err) < 0)
             return -1;
-        base = tmp;
     } else {
         return kn_err_set(err, KN_E_INTERNAL, "cannot mount a downloaded file");
     }
-    _cleanup_free_ char *clean = kn_path_clean(subpath && *subpath ? subpath : "/");
-    const char *rel = clean;
-    while (*rel == '/')
-        rel++;
-    if (strcmp(rel, "..") == 0 || kn_str_startswith(rel, "../"))
-        return kn_err_set(err, KN_E_UNSAFE, "mount source '%s' is outside its input", subpath);
-    char *path = *rel ? kn_asprintf("%s/%s", base, rel) : kn_strdup(base);
-    /* the path must stay inside base even through symlinks */
-    char *real = realpath(path, NULL);
-    char *realbase = realpath(base, NULL);
-    bool inside = real && realbase &&
-                  (strcmp(real, realbase) == 0 ||
-                   (kn_str_startswith(real, realbase) && real[strlen(realbase)] == '/'));
-    free(realbase);
-    free(path);
-    if (!real)
-        return kn_err_set(err, KN_E_NOTFOUND, "mount source '%s' not found", subpath);
-    if (!inside) {
-        free(real);
-        return kn_err_set(err, KN_E_UNSAFE, "mount source '%s' is outside its input", subpath);
-    }
-    *out = keep(st, real);
+    *out = keep(st, kn_strdup(real));
     return 0;
+}
+
+struct seed_arg {
+    const char *dir;
+    const char *src; /* NULL: nothing to copy in */
+    int uid, gid, mode;
+};
+
+/* Sets up a fresh cache mount directory: owner and mode as asked, content
+ * copied from the mount's source. Rootless, in the user namespace, so that
+ * uid=1000 and the source's owners are the subordinate ids the step sees;
+ * without a subordinate range only 0 exists there and the chown is left
+ * out, as before. */
+static int seed_cache(struct ex_ops *ops, void *arg, void *out, struct kn_error **err)
+{
+    (void)ops;
+    (void)out;
+    const struct seed_arg *a = arg;
+    uid_t uid = a->uid >= 0 ? (uid_t)a->uid : 0;
+    gid_t gid = a->gid >= 0 ? (gid_t)a->gid : 0;
+    if ((uid || gid) && chown(a->dir, uid, gid) < 0 && (ops->as_root || errno != EINVAL))
+        return kn_err_sys(err, "cannot chown cache mount '%s'", a->dir);
+    if (chmod(a->dir, a->mode >= 0 ? (mode_t)a->mode : 0755) < 0)
+        return kn_err_sys(err, "cannot chmod cache mount '%s'", a->dir);
+    if (!a->src)
+        return 0;
+    struct ex_snapshot *one = ex_snapshot_new(&a->src, 1, err);
+    int rc = one ? ex_snapshot_flatten(one, a->dir, err) : -1;
+    ex_snapshot_unref(one);
+    return rc;
 }
 
 static int cache_mount_dir(struct ex_ops *ops, struct run_state *st, const struct ir_mount *m,
@@ -147,34 +200,14 @@ static int cache_mount_dir(struct ex_ops *ops, struct run_state *st, const struc
     }
     kn_vec_push(&st->lockfds, lfd);
     if (fresh) {
-        uid_t uid = m->uid >= 0 ? (uid_t)m->uid : 0;
-        gid_t gid = m->gid >= 0 ? (gid_t)m->gid : 0;
-        /* ids inside the sandbox: as root the map is 1:1; rootless, the
-         * caller is uid 0 inside, so the directory stays the caller's */
-        if (ops->as_root && (uid || gid) && chown(dir, uid, gid) < 0) {
-            kn_err_sys(err, "cannot chown cache mount '%s'", dir);
+        struct seed_arg a = {.dir = dir, .uid = m->uid, .gid = m->gid, .mode = m->mode};
+        if (from && mount_source_dir(ops, st, from, m->source, &a.src, err) < 0) {
             free(dir);
             return -1;
         }
-        if (chmod(dir, m->mode >= 0 ? (mode_t)m->mode : 0755) < 0) {
-            kn_err_sys(err, "cannot chmod cache mount '%s'", dir);
+        if (ex_ops_userns_call(ops, seed_cache, &a, NULL, 0, err) < 0) {
             free(dir);
             return -1;
-        }
-        if (from) {
-            const char *src = NULL;
-            if (mount_source_dir(ops, st, from, m->source, &src, err) < 0) {
-                free(dir);
-                return -1;
-            }
-            /* seed the new cache with the source's content */
-            struct ex_snapshot *one = ex_snapshot_new(&src, 1, err);
-            int rc = one ? ex_snapshot_flatten(one, dir, err) : -1;
-            ex_snapshot_unref(one);
-            if (rc < 0) {
-                free(dir);
-                return -1;
-            }
         }
     }
     *out = keep(st, dir);
@@ -401,12 +434,16 @@ int ex_ops_run_exec(struct ex_ops *ops, const struct ex_job *job, const struct i
         memcpy(l.diff_id, info.diff_id, KN_DIGEST_SIZE);
         *out = ex_result_rootfs(root, &l, 1);
     }
+    /* a failed step's upper dir may hold dirs private to one of the
+     * subordinate ids: removed in the namespace before the rest */
+    if (rw && !ops->as_root)
+        ex_ops_remove_tree(ops, ex_snapshot_rw_upper(rw), NULL);
     ex_snapshot_rw_free(rw, false);
     if (work) {
         ex_ops_remove_tree(ops, work, NULL);
         free(work);
     }
     free(rootfs);
-    run_state_release(&st);
+    run_state_release(ops, &st);
     return rc;
 }

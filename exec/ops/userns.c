@@ -35,8 +35,6 @@
  */
 #include "internal.h"
 
-#include "exec/layer/internal.h" /* ex_layer_utf8_locale: set up before fork */
-
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -258,7 +256,7 @@ int ex_ops_userns_call(struct ex_ops *ops, ex_userns_fn fn, void *arg, void *out
         }
         return -1;
     }
-    (void)ex_layer_utf8_locale(); /* its pthread_once must not be mid-run in another thread */
+    ex_layer_init(); /* its pthread_once must not be mid-run in another thread */
     fflush(NULL);
     pthread_rwlock_wrlock(&fork_lock);
     pid_t pid = fork();

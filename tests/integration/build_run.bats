@@ -156,11 +156,18 @@ EOF
 # is copied into ROOTLESS_DIR first ($KILN_BIN's directory may not be
 # readable by other users, e.g. a CI checkout under /root).
 as_kilntest() {
+    as_user kilntest "$@"
+}
+
+# as_user USER CMD...: the same as another unprivileged user.
+as_user() {
+    local user=$1
+    shift
     if [[ ! -x $ROOTLESS_DIR/kiln ]]; then
         cp "$KILN_BIN" "$ROOTLESS_DIR/kiln"
         chmod 755 "$ROOTLESS_DIR/kiln"
     fi
-    runuser -u kilntest -- env -i PATH="$PATH" HOME="$ROOTLESS_DIR" KILN_ROOT="$ROOTLESS_DIR/root" "$@"
+    runuser -u "$user" -- env -i PATH="$PATH" HOME="$ROOTLESS_DIR" KILN_ROOT="$ROOTLESS_DIR/root" "$@"
 }
 
 @test "rootless: a multi-stage build with RUN and COPY, as a non-root user, to an OCI layout" {
@@ -201,12 +208,16 @@ EOF
     [[ $(id -u) == 0 ]] || skip "creates the user kilntest: run as root"
     require_tool runuser useradd
     id kilntest >/dev/null 2>&1 || useradd -M -d /nonexistent -s /bin/sh kilntest
+    [[ -n $(awk -F: '$1 == "kilntest"' /etc/subuid) ]] || skip "kilntest has no /etc/subuid range"
+    sub=$(awk -F: '$1 == "kilntest" { print $2 }' /etc/subuid)
     ROOTLESS_DIR=$(mktemp -d /tmp/kiln-rootless.XXXXXX)
     mkdir -p "$ROOTLESS_DIR/ctx"
     cat >"$ROOTLESS_DIR/ctx/Dockerfile" <<EOF
 FROM $BASE
 RUN stat -c '%u:%g' /home/kiln > /seen-base-owner && touch /made-by-run
 RUN mkdir /owned && echo p > /owned/f && chmod 640 /owned/f && chown -R 1000:1000 /owned
+USER kiln
+RUN touch ~/x && id -u > ~/uid && stat -c '%u:%g' ~ > ~/home-owner
 EOF
     chown -R kilntest: "$ROOTLESS_DIR"
     run as_kilntest "$ROOTLESS_DIR/kiln" build --progress plain -t r:latest \
@@ -217,18 +228,97 @@ EOF
     assert_equal "$(stat_of home/kiln)" "755 1000:1000" "base layer owner"
     # RUN's layers are packed in a user namespace with the sandbox's id map
     assert_equal "$(stat_of made-by-run)" "644 0:0" "made by RUN"
-    if [[ -n $(awk -F: '$1 == "kilntest" || $1 == "'"$(id -u kilntest)"'"' /etc/subuid) ]]; then
-        assert_equal "$(stat_of owned)" "755 1000:1000" "chowned by RUN"
-        assert_equal "$(stat_of owned/f)" "640 1000:1000" "file of uid 1000"
-        assert_file owned/f p
-    fi
-    seen=$(cat "$ROOTFS/seen-base-owner")
-    if [[ $seen == 0:0 ]]; then
-        # NEEDSWORK: base layers are unpacked without owners when not root
-        # (EX_UNPACK_OWNERS needs root): see docs/build.md, "Rootless"
-        skip "known gap: rootless RUN sees base files as root's ($seen)"
-    fi
-    assert_equal "$seen" "1000:1000" "owner RUN sees"
+    assert_equal "$(stat_of owned)" "755 1000:1000" "chowned by RUN"
+    assert_equal "$(stat_of owned/f)" "640 1000:1000" "file of uid 1000"
+    assert_file owned/f p
+    # base layers are unpacked in that namespace too: RUN sees their owners
+    assert_file seen-base-owner "1000:1000"
+    # so USER kiln may write to its home
+    assert_file home/kiln/uid 1000
+    assert_file home/kiln/home-owner "1000:1000"
+    assert_equal "$(stat_of home/kiln/x)" "644 1000:1000" "made by USER kiln"
+    # on the host, the store holds the subordinate ids: 1000 is START+999
+    # (the caller is 0, START is 1)
+    owners=$(stat -c '%u:%g' "$ROOTLESS_DIR"/root/layers/sha256/*/home/kiln | sort -u)
+    [[ $owners == *"$((sub + 999)):"* ]] || {
+        printf '# /home/kiln in the store: %s\n' "$owners" >&2
+        false
+    }
+}
+
+@test "rootless: a stage with a dir private to uid 1000: COPY --from, mounts, -o type=local, a second build" {
+    [[ $(id -u) == 0 ]] || skip "creates the user kilntest: run as root"
+    require_tool runuser useradd
+    id kilntest >/dev/null 2>&1 || useradd -M -d /nonexistent -s /bin/sh kilntest
+    [[ -n $(awk -F: '$1 == "kilntest"' /etc/subuid) ]] || skip "kilntest has no /etc/subuid range"
+    ROOTLESS_DIR=$(mktemp -d /tmp/kiln-rootless.XXXXXX)
+    mkdir -p "$ROOTLESS_DIR/ctx"
+    cat >"$ROOTLESS_DIR/ctx/Dockerfile" <<EOF
+FROM $BASE AS priv
+RUN mkdir /priv && echo secret > /priv/f && chmod 600 /priv/f && chmod 700 /priv && chown -R 1000:1000 /priv
+FROM $BASE
+COPY --from=priv /priv /copied
+RUN --mount=type=bind,from=priv,source=/priv,target=/m stat -c '%a %u:%g' /m /m/f > /bind-seen && cat /m/f >> /bind-seen
+RUN --mount=type=cache,from=priv,source=/priv,target=/c,id=c1,uid=1000,mode=0700 stat -c '%a %u:%g' /c /c/f > /cache-seen && cat /c/f >> /cache-seen
+EOF
+    chown -R kilntest: "$ROOTLESS_DIR"
+    run as_kilntest "$ROOTLESS_DIR/kiln" build --progress plain -t r:latest \
+        -o "type=oci,dest=$ROOTLESS_DIR/oci" "$ROOTLESS_DIR/ctx"
+    [[ $status -eq 0 ]] || { printf '%s\n' "$output" >&2; false; }
+    unpack_oci "$ROOTLESS_DIR/oci"
+    # COPY --from reads the private dir (in the user namespace); its
+    # content goes into a new directory, the files keep the stage's owner
+    # as they do as root (rootless the store held START+999, not 1000)
+    assert_equal "$(stat_of copied)" "755 0:0" "copied dir"
+    assert_equal "$(stat_of copied/f)" "600 1000:1000" "copied file"
+    assert_file copied/f secret
+    # a bind mount of the stage shows its owners
+    assert_file bind-seen "$(printf '700 1000:1000\n600 1000:1000\nsecret')"
+    # a cache mount seeded from the stage: the owner and mode asked for,
+    # the stage's owners inside
+    assert_file cache-seen "$(printf '700 1000:0\n600 1000:1000\nsecret')"
+
+    # -o type=local: the caller's files, with the image's modes
+    run as_kilntest "$ROOTLESS_DIR/kiln" build --progress plain --target priv \
+        -o "type=local,dest=$ROOTLESS_DIR/local" "$ROOTLESS_DIR/ctx"
+    [[ $status -eq 0 ]] || { printf '%s\n' "$output" >&2; false; }
+    assert_equal "$(stat -c '%a %U' "$ROOTLESS_DIR/local/priv" "$ROOTLESS_DIR/local/priv/f")" \
+        "$(printf '700 kilntest\n600 kilntest')" "local export of the private dir"
+    assert_equal "$(stat -c '%a %U' "$ROOTLESS_DIR/local/home/kiln")" "755 kilntest" "local home"
+    run as_kilntest cat "$ROOTLESS_DIR/local/priv/f"
+    assert_equal "$output" "secret" "local file read by the user"
+    # again into the same directory: what is there is replaced
+    as_kilntest sh -c 'cd "$1" && echo stale > priv/f && mkdir priv/extra &&
+        rm -r home/kiln && echo file > home/kiln' sh "$ROOTLESS_DIR/local"
+    run as_kilntest "$ROOTLESS_DIR/kiln" build --progress plain --target priv \
+        -o "type=local,dest=$ROOTLESS_DIR/local" "$ROOTLESS_DIR/ctx"
+    [[ $status -eq 0 ]] || { printf '%s\n' "$output" >&2; false; }
+    assert_equal "$(cat "$ROOTLESS_DIR/local/priv/f")" "secret" "replaced file"
+    assert_equal "$(stat -c '%a %U %F' "$ROOTLESS_DIR/local/home/kiln")" "755 kilntest directory" \
+        "file replaced by a directory"
+    [[ -d $ROOTLESS_DIR/local/priv/extra ]] # an extra path stays, as with the root export
+    run as_kilntest rm -rf "$ROOTLESS_DIR/local"
+    [[ $status -eq 0 && ! -e $ROOTLESS_DIR/local ]] || { printf '%s\n' "$output" >&2; false; }
+
+    # a second build: the stage is cached, its layers are reused from the
+    # store by a new RUN that reads the private dir as uid 1000
+    cat >>"$ROOTLESS_DIR/ctx/Dockerfile" <<EOF
+FROM priv
+USER kiln
+RUN cat /priv/f > /tmp/again && stat -c '%u:%g' /priv /home/kiln >> /tmp/again
+EOF
+    chown -R kilntest: "$ROOTLESS_DIR/ctx"
+    run as_kilntest "$ROOTLESS_DIR/kiln" build --progress plain -t r:latest \
+        -o "type=oci,dest=$ROOTLESS_DIR/oci2" "$ROOTLESS_DIR/ctx"
+    [[ $status -eq 0 ]] || { printf '%s\n' "$output" >&2; false; }
+    [[ $output == *CACHED* ]]
+    unpack_oci "$ROOTLESS_DIR/oci2"
+    assert_file tmp/again "$(printf 'secret\n1000:1000\n1000:1000')"
+    # kiln prune empties a store holding private dirs of subordinate ids
+    run as_kilntest "$ROOTLESS_DIR/kiln" prune
+    [[ $status -eq 0 ]] || { printf '%s\n' "$output" >&2; false; }
+    run as_kilntest sh -c 'find "$KILN_ROOT/layers" -mindepth 2 | wc -l'
+    assert_equal "$output" 0 "entries left in the store's layers"
 }
 
 @test "rootless: a RUN that makes a directory private to another user" {
@@ -245,15 +335,53 @@ EOF
     chown -R kilntest: "$ROOTLESS_DIR"
     run as_kilntest "$ROOTLESS_DIR/kiln" build --progress plain -t r:latest \
         -o "type=oci,dest=$ROOTLESS_DIR/oci" "$ROOTLESS_DIR/ctx"
-    if [[ $status -ne 0 && $output == *"cannot open 'priv' in '"*"/upper': Permission denied"* ]]; then
-        # NEEDSWORK: exec/snapshot's ex_snapshot_rw_finish walks the upper
-        # dir as the host user, who may not enter a dir of a subordinate id
-        skip "known bug in exec/snapshot: rootless rw_finish cannot read a dir private to uid 1000"
-    fi
     [[ $status -eq 0 ]] || { printf '%s\n' "$output" >&2; false; }
     unpack_oci "$ROOTLESS_DIR/oci"
     assert_equal "$(stat_of priv)" "700 1000:1000" "private dir"
     assert_equal "$(stat_of priv/f)" "600 1000:1000" "private file"
+    # a step that fails after making such a dir: its writable layer is
+    # removed in the namespace, with no warning, and nothing is left
+    cat >"$ROOTLESS_DIR/ctx/Dockerfile" <<EOF
+FROM $BASE
+RUN mkdir /p && touch /p/x && chmod 700 /p && chown -R 1000:1000 /p && false
+EOF
+    chown kilntest: "$ROOTLESS_DIR/ctx/Dockerfile"
+    run as_kilntest "$ROOTLESS_DIR/kiln" build --progress plain "$ROOTLESS_DIR/ctx"
+    [[ $status -ne 0 ]]
+    [[ $output == *"did not complete successfully: exit code: 1"* ]]
+    [[ $output != *warning* ]] || { printf '%s\n' "$output" >&2; false; }
+    assert_equal "$(find "$ROOTLESS_DIR/root/tmp" -mindepth 1 | wc -l)" "0" "left in the store's tmp"
+}
+
+@test "rootless without a subordinate id range: every file is the caller's, uid 0 inside" {
+    [[ $(id -u) == 0 ]] || skip "creates the user kilnnosub: run as root"
+    require_tool runuser useradd
+    id kilnnosub >/dev/null 2>&1 ||
+        useradd -M -d /nonexistent -s /bin/sh -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 kilnnosub
+    [[ -z $(awk -F: '$1 == "kilnnosub"' /etc/subuid /etc/subgid) ]] || skip "kilnnosub has a subordinate range"
+    ROOTLESS_DIR=$(mktemp -d /tmp/kiln-rootless.XXXXXX)
+    mkdir -p "$ROOTLESS_DIR/ctx"
+    cat >"$ROOTLESS_DIR/ctx/Dockerfile" <<EOF
+FROM $BASE
+RUN stat -c '%u:%g' /home/kiln > /seen-base-owner && touch /home/kiln/x
+EOF
+    chown -R kilnnosub: "$ROOTLESS_DIR"
+    run as_user kilnnosub "$ROOTLESS_DIR/kiln" build --progress plain -t r:latest \
+        -o "type=oci,dest=$ROOTLESS_DIR/oci" "$ROOTLESS_DIR/ctx"
+    [[ $status -eq 0 ]] || { printf '%s\n' "$output" >&2; false; }
+    unpack_oci "$ROOTLESS_DIR/oci"
+    # only the caller is mapped: the base's owners are squashed to it
+    assert_file seen-base-owner "0:0"
+    assert_equal "$(stat_of home/kiln/x)" "644 0:0" "made by RUN"
+    # and the directory the step wrote in is copied up with the owner it
+    # saw: the RUN's layer makes it root's (the limit of a single id)
+    assert_equal "$(stat_of home/kiln)" "755 0:0" "dir written by RUN"
+    owners=$(stat -c '%U' "$ROOTLESS_DIR"/root/layers/sha256/*/home/kiln | sort -u)
+    assert_equal "$owners" "kilnnosub" "owner in the store"
+    run as_user kilnnosub "$ROOTLESS_DIR/kiln" build --progress plain \
+        -o "type=local,dest=$ROOTLESS_DIR/local" "$ROOTLESS_DIR/ctx"
+    [[ $status -eq 0 ]] || { printf '%s\n' "$output" >&2; false; }
+    assert_equal "$(stat -c '%a %U' "$ROOTLESS_DIR/local/home/kiln/x")" "644 kilnnosub" "local export"
 }
 
 @test "RUN --mount=type=ssh reaches the agent of SSH_AUTH_SOCK; --secret env=VAR" {
