@@ -11,6 +11,8 @@
  */
 #include "internal.h"
 
+#include "exec/fileop/fileop.h"
+
 #include "ir/base/cleanup.h"
 
 #include <errno.h>
@@ -102,11 +104,48 @@ static int flatten_resolve(struct ex_ops *ops, void *arg, void *out, struct kn_e
 }
 
 /* A host directory holding the content of a mount's source input. */
+/* Copies the context into dir (an empty directory) without the files its
+ * exclude patterns (.dockerignore) leave out, with COPY's own machinery. */
+static int filtered_context(struct ex_result *in, const char *dir, struct kn_error **err)
+{
+    struct ex_view *src =
+        ex_view_new_dir(in->dir, "build context", NULL, 0, in->excludes.v, in->excludes.n, err);
+    struct ex_view *dest = src ? ex_view_new_chain(NULL, 0, "scratch", err) : NULL;
+    int rc = -1;
+    if (dest) {
+        struct ir_file_action a = {.kind = IR_FILE_COPY,
+                                   .src_input = 1,
+                                   .src = (char *)".",
+                                   .dest = (char *)"/",
+                                   .mode = -1,
+                                   .flags = IR_FF_DIR_CONTENTS | IR_FF_CREATE_PARENTS};
+        struct ir_file op = {.actions = &a, .nactions = 1};
+        const struct ex_view *inputs[] = {dest, src};
+        struct ex_fileop_req req = {
+            .op = &op, .dest = dest, .inputs = inputs, .ninputs = 2, .mtime = 0};
+        rc = ex_fileop_materialize(&req, dir, err);
+    }
+    ex_view_free(dest);
+    ex_view_free(src);
+    if (rc < 0)
+        kn_err_wrap(err, "cannot prepare the build context for a bind mount");
+    return rc;
+}
+
 static int mount_source_dir(struct ex_ops *ops, struct run_state *st, struct ex_result *in,
                             const char *subpath, const char **out, struct kn_error **err)
 {
     char real[PATH_MAX];
-    if (in->kind == EX_RESULT_CONTEXT) {
+    if (in->kind == EX_RESULT_CONTEXT && in->excludes.n) {
+        /* the step must see the context as COPY does: without what
+         * .dockerignore excludes, so it gets a filtered copy */
+        char *tmp = ex_store_mkdtemp(ops->o.store, "ctx", err);
+        if (!tmp)
+            return -1;
+        kn_strv_take(&st->tmpdirs, tmp);
+        if (filtered_context(in, tmp, err) < 0 || resolve_under(tmp, subpath, real, err) < 0)
+            return -1;
+    } else if (in->kind == EX_RESULT_CONTEXT) {
         if (resolve_under(in->dir, subpath, real, err) < 0)
             return -1;
     } else if (in->kind == EX_RESULT_ROOTFS) {
