@@ -11,6 +11,7 @@
 #include "ir/base/cleanup.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -496,6 +497,38 @@ static bool needs_image(const struct build_args *a)
     return false;
 }
 
+/* -o type=local: the rootfs goes to a temporary directory next to DEST and
+ * is renamed into place (exchanged with an existing DEST, whose old content
+ * is then removed), so a failure leaves DEST as it was and nothing beside. */
+static int export_local(struct ex_ops *ops, struct ex_result *root, const char *dest,
+                        struct kn_error **err)
+{
+    struct stat st;
+    bool exists = stat(dest, &st) == 0;
+    if (exists && !S_ISDIR(st.st_mode))
+        return kn_err_set(err, KN_E_USAGE, "output '%s' exists and is not a directory", dest);
+    _cleanup_free_ char *tmp = kn_asprintf("%s.kiln-XXXXXX", dest);
+    if (!mkdtemp(tmp))
+        return kn_err_sys(err, "cannot create a directory next to '%s'", dest);
+    chmod(tmp, 0755);
+    int rc = ex_ops_export_rootfs(ops, root, tmp, err);
+    if (rc < 0)
+        kn_err_wrap(err, "cannot export the root filesystem to '%s'", dest);
+    if (rc == 0 && exists) {
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dest, RENAME_EXCHANGE) < 0)
+            rc = kn_err_sys(err, "cannot replace '%s'", dest);
+    } else if (rc == 0 && rename(tmp, dest) < 0) {
+        rc = kn_err_sys(err, "cannot rename the output into '%s'", dest);
+    }
+    /* tmp now holds the old DEST, or the failed export */
+    struct kn_error *rerr = NULL;
+    if (ex_store_remove_tree(tmp, &rerr) < 0) {
+        kn_warn("cannot remove '%s': %s", tmp, rerr->msg);
+        kn_err_free(rerr);
+    }
+    return rc;
+}
+
 static int export_outputs(const struct build_args *a, struct ex_ops *ops, struct ex_store *s,
                           struct ex_registry *reg, struct ex_result *root,
                           const struct ir_output *out, struct kn_error **err)
@@ -509,14 +542,7 @@ static int export_outputs(const struct build_args *a, struct ex_ops *ops, struct
     for (size_t i = 0; i < a->outputs.n && rc == 0; i++) {
         struct ex_output *o = &a->outputs.v[i];
         if (o->type == EX_OUTPUT_LOCAL) {
-            struct stat st;
-            if (stat(o->dest, &st) == 0 && !S_ISDIR(st.st_mode))
-                rc = kn_err_set(err, KN_E_USAGE, "output '%s' exists and is not a directory",
-                                o->dest);
-            else if (mkdir(o->dest, 0755) < 0 && errno != EEXIST)
-                rc = kn_err_sys(err, "cannot create '%s'", o->dest);
-            else
-                rc = ex_ops_export_rootfs(ops, root, o->dest, err);
+            rc = export_local(ops, root, o->dest, err);
         } else if (o->type == EX_OUTPUT_REGISTRY) {
             struct kn_strv *names = o->names.n ? &o->names : (struct kn_strv *)&a->tags;
             for (size_t j = 0; j < names->n && rc == 0; j++)

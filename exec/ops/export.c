@@ -193,7 +193,8 @@ static int export_in_ns(struct ex_ops *ops, void *arg, void *out, struct kn_erro
     (void)ops;
     (void)out;
     const struct export_arg *a = arg;
-    int rc = ex_snapshot_flatten(a->snap, a->tmp, err);
+    /* a throwaway tree only copied from: linked, not copied twice */
+    int rc = ex_snapshot_flatten_shared(a->snap, a->tmp, err);
     if (rc == 0) {
         int src = open(a->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         int dst = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
