@@ -215,6 +215,25 @@ int ex_fileop_hash_cache_save(const char *path, struct kn_error **err)
     return 0;
 }
 
+/* A hit for a file by the stat its walk already has: no open, no read. */
+static bool hash_cached(const struct stat *st, char out[KN_DIGEST_SIZE])
+{
+    struct hkey k = {.dev = st->st_dev,
+                     .ino = st->st_ino,
+                     .size = st->st_size,
+                     .mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec,
+                     .ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec};
+    pthread_mutex_lock(&cache_mu);
+    struct hslot *s = cache_find(&k);
+    bool hit = s && s->used;
+    if (hit) {
+        memcpy(out, s->digest, KN_DIGEST_SIZE);
+        cache_stats.hits++;
+    }
+    pthread_mutex_unlock(&cache_mu);
+    return hit;
+}
+
 int fo_hash_file(int fd, const struct stat *st, char out[KN_DIGEST_SIZE], struct kn_error **err)
 {
     struct stat cur;
@@ -294,14 +313,16 @@ static int ck_entry(struct ck *c, const char *path, const struct vnode *n, struc
         kn_sha256_update(&c->h, t, strlen(t) + 1);
         free(t);
     } else if (S_ISREG(st->st_mode)) {
-        int fd = view_open_node(c->v, n, err);
-        if (fd < 0)
-            return -1;
         char d[KN_DIGEST_SIZE];
-        int rc = fo_hash_file(fd, st, d, err);
-        close(fd);
-        if (rc < 0)
-            return -1;
+        if (!hash_cached(st, d)) {
+            int fd = view_open_node(c->v, n, err);
+            if (fd < 0)
+                return -1;
+            int rc = fo_hash_file(fd, st, d, err);
+            close(fd);
+            if (rc < 0)
+                return -1;
+        }
         kn_sha256_update(&c->h, d, KN_DIGEST_LEN + 1);
     } else if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
         len = snprintf(rec, sizeof(rec), "%ju", (uintmax_t)st->st_rdev);
