@@ -21,6 +21,9 @@ struct kiln_resolver {
     struct fe_resolver fe;
     struct ex_store *store;
     struct ex_registry *registry;
+    /* kiln graph: a registry base that cannot be resolved is left
+     * unresolved (a warning, and the frontend's note) rather than an error */
+    bool lenient;
 };
 void kiln_resolver_init(struct kiln_resolver *r, struct ex_store *s, struct ex_registry *reg);
 

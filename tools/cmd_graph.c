@@ -4,11 +4,11 @@
  * json is the IR's exact JSON form (what --frontend ir reads back), dot is
  * for Graphviz. Notes of the frontend (unresolved base images, unused build
  * args) go to stderr as warnings for json and dot; the text form lists them.
- * Without --no-resolve, base images are resolved only from OCI layouts
- * (resolve_oci.c); others stay unresolved, with a note.
+ * Without --no-resolve, base images are resolved as kiln build resolves
+ * them (OCI layouts, registries with the same registry options); one that
+ * cannot be reached stays unresolved, with a warning and a note.
  */
-#include "kiln.h"
-#include "resolve_oci.h"
+#include "build.h"
 
 #include "frontend/frontend.h"
 
@@ -26,7 +26,7 @@ static void graph_usage(FILE *f)
     fprintf(f, "usage: kiln graph [-f FILE] [--target STAGE] [--build-arg KEY[=VALUE]]...\n"
                "                  [--platform OS/ARCH[/VARIANT]] [--build-context NAME=SRC]...\n"
                "                  [--label KEY=VALUE]... [--frontend NAME] [--no-resolve]\n"
-               "                  [--format text|json|dot] CONTEXT\n");
+               "                  [--format text|json|dot] CONTEXT\n" KILN_REGISTRY_USAGE);
 }
 
 static int read_stdin(struct kn_buf *b, struct kn_error **err)
@@ -47,6 +47,7 @@ static int read_stdin(struct kn_buf *b, struct kn_error **err)
 struct graph_opts {
     const char *file, *target, *platform, *frontend, *format;
     bool no_resolve;
+    struct kiln_registry_args reg;
     KN_VEC(char *) build_args;
     KN_VEC(char *) labels;
     KN_VEC(struct fe_named_context) contexts;
@@ -62,6 +63,10 @@ static int run_graph(struct graph_opts *o, const char *context)
     struct ir_graph *g = NULL;
     struct fe_request req;
     memset(&req, 0, sizeof(req));
+    struct kiln_resolver resolver;
+    struct ex_store *store = NULL;
+    struct ex_registry *reg = NULL;
+    char *root = NULL;
 
     if (o->file && strcmp(o->file, "-") == 0) {
         name = "Dockerfile";
@@ -102,9 +107,24 @@ static int run_graph(struct graph_opts *o, const char *context)
     req.nlabels = o->labels.n;
     req.dockerignore = ignore.data;
     req.dockerignore_len = ignore.len;
-    req.resolver = o->no_resolve ? NULL : &kiln_oci_resolver;
+    if (!o->no_resolve) {
+        root = ex_store_default_root();
+        store = ex_store_open(root, &err);
+        reg = store ? kiln_registry_open(&o->reg, &err) : NULL;
+        if (!reg) {
+            ex_store_close(store);
+            free(root);
+            goto fail;
+        }
+        kiln_resolver_init(&resolver, store, reg);
+        resolver.lenient = true;
+        req.resolver = &resolver.fe;
+    }
 
     g = fe_build_graph(&req, o->frontend, &err);
+    ex_registry_free(reg);
+    ex_store_close(store);
+    free(root);
     if (!g)
         goto fail;
     if (strcmp(o->format, "json") == 0) {
@@ -164,6 +184,7 @@ int cmd_graph(int argc, char **argv)
         {"frontend", required_argument, NULL, O_FRONTEND},
         {"no-resolve", no_argument, NULL, O_NORESOLVE},
         {"format", required_argument, NULL, O_FORMAT},
+        KILN_REGISTRY_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -228,7 +249,8 @@ int cmd_graph(int argc, char **argv)
             rc = kiln_usage_error("option '%s' requires a value", argv[optind - 1]);
             break;
         default:
-            rc = kiln_usage_error("unknown option '%s'", argv[optind - 1]);
+            if (!kiln_registry_arg(&o.reg, c, optarg))
+                rc = kiln_usage_error("unknown option '%s'", argv[optind - 1]);
             break;
         }
     }
@@ -242,5 +264,6 @@ int cmd_graph(int argc, char **argv)
     free(o.build_args.v);
     free(o.labels.v);
     free(o.contexts.v);
+    kiln_registry_args_release(&o.reg);
     return rc;
 }

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int resolve(void *ctx, const char *ref, const struct ir_platform *platform,
-                   char **config_json, char digest[KN_DIGEST_SIZE], struct kn_error **err)
+static int resolve_strict(struct kiln_resolver *r, const char *ref,
+                          const struct ir_platform *platform, char **config_json,
+                          char digest[KN_DIGEST_SIZE], struct kn_error **err)
 {
-    struct kiln_resolver *r = ctx;
     if (kn_str_startswith(ref, "oci-layout://")) {
         char *path = NULL, *tag = NULL;
         if (ex_oci_ref_split(ref, &path, &tag, err) < 0)
@@ -38,10 +38,28 @@ static int resolve(void *ctx, const char *ref, const struct ir_platform *platfor
     return rc;
 }
 
+static int resolve(void *ctx, const char *ref, const struct ir_platform *platform,
+                   char **config_json, char digest[KN_DIGEST_SIZE], struct kn_error **err)
+{
+    struct kiln_resolver *r = ctx;
+    /* an OCI layout the user named must resolve; a registry may be out of
+     * reach of a machine that only wants to look at the graph */
+    if (!r->lenient || kn_str_startswith(ref, "oci-layout://"))
+        return resolve_strict(r, ref, platform, config_json, digest, err);
+    struct kn_error *e = NULL;
+    if (resolve_strict(r, ref, platform, config_json, digest, &e) == 0)
+        return 0;
+    kn_warn("%s", e->msg);
+    kn_err_free(e);
+    *config_json = NULL;
+    return 0;
+}
+
 void kiln_resolver_init(struct kiln_resolver *r, struct ex_store *s, struct ex_registry *reg)
 {
     r->fe.ctx = r;
     r->fe.resolve = resolve;
     r->store = s;
     r->registry = reg;
+    r->lenient = false;
 }
