@@ -63,6 +63,8 @@ enum kflag_id {
     F_REGISTRY_MIRROR,
     F_REGISTRY_MAP,
     F_REGISTRY_CERT,
+    F_SINGLE_SNAPSHOT,
+    F_IGNORE_PATH,
     F_VERBOSITY,
     F_LOG_FORMAT,
     /* kiln's own options, for what Kaniko decides by itself */
@@ -124,13 +126,12 @@ static const struct kflag kflags[] = {
      "kiln diffs each step's own overlay upper directory, never the whole filesystem"},
     {"use-new-run", 0, KF_BOOL, F_NOOP_BOOL,
      "kiln's RUN always snapshots only what the step wrote"},
-    {"single-snapshot", 0, KF_BOOL, F_NOOP_BOOL,
-     "kiln snapshots each step in its own layer, at no extra cost"},
+    {"single-snapshot", 0, KF_BOOL, F_SINGLE_SNAPSHOT, NULL},
     {"cache-copy-layers", 0, KF_BOOL, F_NOOP_BOOL, "kiln caches every COPY by content"},
     {"cache-run-layers", 0, KF_BOOL, F_NOOP_BOOL, "kiln caches every RUN"},
     {"skip-unused-stages", 0, KF_BOOL, F_NOOP_BOOL, "kiln always builds only the stages needed"},
     {"cleanup", 0, KF_BOOL, F_NOOP_BOOL, "kiln never unpacks into its own root filesystem"},
-    {"ignore-path", 0, KF_LIST, F_NOOP_LIST, "kiln never snapshots its own filesystem"},
+    {"ignore-path", 0, KF_LIST, F_IGNORE_PATH, NULL},
     {"ignore-var-run", 0, KF_BOOL, F_NOOP_BOOL, "kiln never snapshots its own filesystem"},
     {"log-timestamp", 0, KF_BOOL, F_NOOP_BOOL, "kiln's plain progress carries step timings"},
     {"push-retry", 0, KF_STRING, F_NOOP_STRING,
@@ -512,6 +513,16 @@ static int translate(struct exec_args *a, struct translation *t, struct kn_error
         return kn_err_set(err, KN_E_USAGE,
                           "no --destination given: name one, or build without pushing with "
                           "--no-push");
+    /* both change what the image holds under Kaniko: refused, not ignored */
+    if (a->flag[F_SINGLE_SNAPSHOT])
+        return kn_err_set(err, KN_E_USAGE,
+                          "--single-snapshot is not supported: kiln makes one layer per step "
+                          "and cannot squash them into one");
+    if (a->list[F_IGNORE_PATH].n)
+        return kn_err_set(err, KN_E_USAGE,
+                          "--ignore-path is not supported: kiln keeps everything a step writes "
+                          "in its layer (remove the files in the step, or use a cache or tmpfs "
+                          "mount)");
     if (a->str[F_CACHE_TTL] && a->flag[F_CACHE])
         return kn_err_set(err, KN_E_USAGE,
                           "--cache-ttl is not supported: kiln's cache keys are content-based and "

@@ -196,14 +196,14 @@ EOF
 
 @test "flags with nothing to do are accepted with one warning naming them" {
     run_kiln executor --context "$TESTDIR/ctx" --no-push --snapshot-mode=redo --use-new-run \
-        --single-snapshot --cache-copy-layers --cache-run-layers=false --skip-unused-stages \
-        --cleanup --ignore-path=/foo --log-timestamp --push-retry 3
+        --cache-copy-layers --cache-run-layers=false --skip-unused-stages \
+        --cleanup --log-timestamp --push-retry 3
     local warnings
     warnings=$(grep -c 'warning: accepted for Kaniko compatibility' <<<"$stderr")
     assert_equal "$warnings" 1 "warning lines"
     local f
-    for f in snapshot-mode use-new-run single-snapshot cache-copy-layers cache-run-layers \
-        skip-unused-stages cleanup ignore-path log-timestamp push-retry; do
+    for f in snapshot-mode use-new-run cache-copy-layers cache-run-layers \
+        skip-unused-stages cleanup log-timestamp push-retry; do
         assert_stderr_contains "--$f ("
     done
 }
@@ -231,6 +231,8 @@ EOF
         "--no-push --context=$TESTDIR/ctx --log-format=xml|kiln: error: unknown --log-format 'xml' (text, color or json)"
         "--no-push --cache --context=$TESTDIR/ctx|kiln: error: --cache needs --cache-repo (or a --destination to derive REPO/cache from)"
         "--destination=r/x --cache --cache-ttl=24h|kiln: error: --cache-ttl is not supported: kiln's cache keys are content-based and its registry cache entries do not expire (delete old tags from the cache repository instead)"
+        "--no-push --single-snapshot|kiln: error: --single-snapshot is not supported: kiln makes one layer per step and cannot squash them into one"
+        "--no-push --ignore-path=/var/cache|kiln: error: --ignore-path is not supported: kiln keeps everything a step writes in its layer (remove the files in the step, or use a cache or tmpfs mount)"
         "--no-push --context=$TESTDIR/ctx --registry-certificate=a=/x --registry-certificate=b=/y|kiln: error: --registry-certificate: kiln takes one CA bundle for every registry, got '/x' for a and '/y' for b (concatenate them into one file)"
         "--no-push --context=$TESTDIR/ctx --registry-certificate=nofile|kiln: error: invalid --registry-certificate 'nofile': expected HOST=FILE"
         "--no-push --context=$TESTDIR/ctx --compression=lz4|kiln: error: unknown compression 'lz4' (gzip, zstd or none)"
