@@ -31,8 +31,8 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#define OUTBUF_SIZE      (256u << 10)
-#define COPYBUF_SIZE     (1u << 20)
+#define OUTBUF_SIZE  (256u << 10)
+#define COPYBUF_SIZE (1u << 20)
 /* 1 MiB jobs: a peak RSS of ~20 MiB with two workers (4 MiB: ~40 MiB), at
  * the same speed on these machines */
 #define EX_ZSTD_JOB_SIZE (1u << 20)
