@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define GRAPH_MAX_INPUT (64u << 20)
@@ -121,7 +122,13 @@ static int run_graph(struct graph_opts *o, const char *context)
         req.resolver = &resolver.fe;
     }
 
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     g = fe_build_graph(&req, o->frontend, &err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    kn_debug("graph: parsed and lowered %zu bytes into %zu vertices in %.1f ms", data.len,
+             g ? g->nv : 0,
+             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
     ex_registry_free(reg);
     ex_store_close(store);
     free(root);
