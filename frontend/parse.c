@@ -1033,6 +1033,19 @@ static void words_to_args(struct parser *p, struct fe_instr *in, const char *s, 
         in->args[i] = sub_str(p, s, w->v[i].start, w->v[i].end);
 }
 
+/* The arguments of COPY, ADD and VOLUME: the JSON form, else the words of
+ * the shell form (kept in w for error columns). -1 on a JSON error. */
+static int json_or_words(struct parser *p, struct fe_instr *in, const char *s, size_t start,
+                         size_t end, wordvec *w)
+{
+    int j = maybe_json(p, in, s, start, end);
+    if (j == 0) {
+        split_words(s, start, end, p->esc, w);
+        words_to_args(p, in, s, w);
+    }
+    return j < 0 ? -1 : 0;
+}
+
 static void shell_arg(struct parser *p, struct fe_instr *in, const char *s, size_t start,
                       size_t end)
 {
@@ -1156,14 +1169,9 @@ static int parse_args(struct parser *p, struct fe_instr *in, const char *s, size
     }
     case FE_COPY:
     case FE_ADD: {
-        int j = maybe_json(p, in, s, r, end);
-        if (j < 0) {
+        if (json_or_words(p, in, s, r, end, &w) < 0) {
             rc = -1;
             break;
-        }
-        if (!j) {
-            split_words(s, r, end, p->esc, &w);
-            words_to_args(p, in, s, &w);
         }
         if (in->nargs < 2) {
             rc = perr(p, kw_off,
@@ -1178,14 +1186,9 @@ static int parse_args(struct parser *p, struct fe_instr *in, const char *s, size
         break;
     }
     case FE_VOLUME: {
-        int j = maybe_json(p, in, s, r, end);
-        if (j < 0) {
+        if (json_or_words(p, in, s, r, end, &w) < 0) {
             rc = -1;
             break;
-        }
-        if (!j) {
-            split_words(s, r, end, p->esc, &w);
-            words_to_args(p, in, s, &w);
         }
         if (!in->nargs) {
             rc = perr(p, kw_off, "VOLUME requires at least one argument");

@@ -7,6 +7,7 @@
 
 #include "exec/registry/registry.h"
 
+#include <getopt.h>
 #include <stdarg.h>
 
 int kiln_usage_error(const char *fmt, ...)
@@ -35,6 +36,15 @@ bool kiln_registry_arg(struct kiln_registry_args *a, int c, const char *arg)
     default:
         return false;
     }
+}
+
+int kiln_opt_rest(int c, char **argv, struct kiln_registry_args *reg)
+{
+    if (c == ':')
+        return kiln_usage_error("option '%s' needs a value", argv[optind - 1]);
+    if (reg && kiln_registry_arg(reg, c, optarg))
+        return 0;
+    return kiln_usage_error("unknown option '%s'", argv[optind - 1]);
 }
 
 void kiln_registry_args_release(struct kiln_registry_args *a)

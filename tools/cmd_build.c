@@ -361,12 +361,10 @@ static int parse_args(int argc, char **argv, struct build_args *a)
         case 'h':
             build_usage(stdout);
             return -1;
-        case ':':
-            return kiln_usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            if (kiln_registry_arg(&a->reg, c, optarg))
-                break;
-            return kiln_usage_error("unknown option '%s'", argv[optind - 1]);
+            if (kiln_opt_rest(c, argv, &a->reg) != 0)
+                return KILN_EXIT_USAGE;
+            break;
         }
     }
     if (argc - optind != 1) {

@@ -289,7 +289,7 @@ static int unpack_context(const char *tar, char **dir, struct kn_error **err)
     }
     if (rc < 0) {
         struct kn_error *e = NULL;
-        ex_rm_rf(tmpl, &e);
+        ex_store_remove_tree(tmpl, &e);
         kn_err_free(e);
         free(tmpl);
         return -1;
@@ -476,7 +476,7 @@ static void translation_release(struct translation *t)
     kn_strv_release(&t->argv);
     if (t->tmpctx) {
         struct kn_error *e = NULL;
-        if (ex_rm_rf(t->tmpctx, &e) < 0)
+        if (ex_store_remove_tree(t->tmpctx, &e) < 0)
             kn_warn("cannot remove the unpacked context '%s': %s", t->tmpctx, e->msg);
         kn_err_free(e);
     }

@@ -252,12 +252,9 @@ int cmd_graph(int argc, char **argv)
             graph_usage(stdout);
             rc = KILN_EXIT_OK;
             break;
-        case ':':
-            rc = kiln_usage_error("option '%s' requires a value", argv[optind - 1]);
-            break;
         default:
-            if (!kiln_registry_arg(&o.reg, c, optarg))
-                rc = kiln_usage_error("unknown option '%s'", argv[optind - 1]);
+            if (kiln_opt_rest(c, argv, &o.reg) != 0)
+                rc = KILN_EXIT_USAGE;
             break;
         }
     }

@@ -85,12 +85,10 @@ static int parse_args(int argc, char **argv, struct pull_args *a)
         case 'h':
             pull_usage(stdout);
             return -1;
-        case ':':
-            return kiln_usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            if (kiln_registry_arg(&a->reg, c, optarg))
-                break;
-            return kiln_usage_error("unknown option '%s'", argv[optind - 1]);
+            if (kiln_opt_rest(c, argv, &a->reg) != 0)
+                return KILN_EXIT_USAGE;
+            break;
         }
     }
     if (argc - optind != 1) {
@@ -150,7 +148,7 @@ static int load_layout(const char *ref, const struct ir_platform *plat, struct e
     int rc = ex_oci_layout_load(dir, *tag, plat, s, EX_LAYOUT_LAYERS, img, err);
     if (rc < 0)
         kn_err_wrap(err, "OCI archive '%s'", *path);
-    ex_rm_rf(dir, NULL);
+    ex_store_remove_tree(dir, NULL);
     free(dir);
     return rc;
 }

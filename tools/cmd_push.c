@@ -66,12 +66,10 @@ static int parse_args(int argc, char **argv, struct push_args *a)
         case 'h':
             push_usage(stdout);
             return -1;
-        case ':':
-            return kiln_usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            if (kiln_registry_arg(&a->reg, c, optarg))
-                break;
-            return kiln_usage_error("unknown option '%s'", argv[optind - 1]);
+            if (kiln_opt_rest(c, argv, &a->reg) != 0)
+                return KILN_EXIT_USAGE;
+            break;
         }
     }
     if (argc - optind != 2) {
@@ -106,7 +104,7 @@ static int load_source(const char *src, const struct ir_platform *plat, struct e
     if (rc < 0 && tmpdir)
         kn_err_wrap(err, "OCI archive '%s'", path);
     if (tmpdir) {
-        ex_rm_rf(tmpdir, NULL);
+        ex_store_remove_tree(tmpdir, NULL);
         free(tmpdir);
     }
     free(path);

@@ -61,6 +61,10 @@ struct kiln_registry_args {
 };
 bool kiln_registry_arg(struct kiln_registry_args *a, int c, const char *arg);
 void kiln_registry_args_release(struct kiln_registry_args *a);
+/* The tail of every subcommand's getopt_long loop (':' and unknown
+ * options): 0 when c was a registry option (given reg), else prints the
+ * usage error and returns KILN_EXIT_USAGE. */
+int kiln_opt_rest(int c, char **argv, struct kiln_registry_args *reg);
 struct ex_registry;
 /* A registry client configured from a. */
 struct ex_registry *kiln_registry_open(const struct kiln_registry_args *a, struct kn_error **err);

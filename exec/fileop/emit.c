@@ -268,61 +268,6 @@ int ex_fileop_stream_layer(const struct ex_fileop_req *req, struct ex_layer_writ
 
 /* ---- materialize ------------------------------------------------------------- */
 
-/* Copies a file's bytes: a reflink when the filesystem shares extents,
- * else copy_file_range, else read/write. */
-static int copy_bytes(int in, int out, off_t size, const char *what, struct kn_error **err)
-{
-    if (size == 0)
-        return 0;
-    if (ioctl(out, FICLONE, in) == 0)
-        return 0;
-    off_t done = 0;
-    bool cfr = true;
-    char *buf = NULL;
-    while (done < size) {
-        ssize_t n;
-        if (cfr) {
-            n = copy_file_range(in, NULL, out, NULL, (size_t)(size - done), 0);
-            if (n < 0 &&
-                (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
-                cfr = false;
-                continue;
-            }
-        } else {
-            if (!buf)
-                buf = kn_malloc(1 << 17);
-            n = pread(in, buf, 1 << 17, done);
-            if (n > 0) {
-                ssize_t w = 0;
-                while (w < n) {
-                    ssize_t k = write(out, buf + w, (size_t)(n - w));
-                    if (k < 0 && errno == EINTR)
-                        continue;
-                    if (k < 0) {
-                        free(buf);
-                        return kn_err_sys(err, "cannot write '%s'", what);
-                    }
-                    w += k;
-                }
-            }
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            free(buf);
-            return kn_err_sys(err, "cannot copy '%s'", what);
-        }
-        if (n == 0) {
-            free(buf);
-            return kn_err_set(err, KN_E_FAILED, "source file '%s' shrank while it was copied",
-                              what);
-        }
-        done += n;
-    }
-    free(buf);
-    return 0;
-}
-
 struct mat {
     int upper;
     char *pdir; /* the cached parent's path */
@@ -419,7 +364,7 @@ static int mat_file(struct mat *m, int dfd, const char *name, const struct pentr
         if (in < 0)
             rc = -1;
         else {
-            rc = copy_bytes(in, out, e->size, e->srcpath, err);
+            rc = ex_store_copy_fd(in, out, e->srcpath, err);
             struct setx x = {.fd = out, .path = e->path};
             if (rc == 0)
                 rc = each_xattr(in, e->srcpath, set_xattr, &x, err);

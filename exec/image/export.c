@@ -96,7 +96,7 @@ static int put_store_blob(struct ex_store *s, int dfd, const char *digest, bool 
         close(in);
         return kn_err_sys(err, "cannot create blob %s", digest);
     }
-    int rc = exi_copy_fd(in, out, digest, err);
+    int rc = ex_store_copy_fd(in, out, digest, err);
     close(in);
     if (close(out) < 0 && rc == 0)
         rc = kn_err_sys(err, "cannot write blob %s", digest);
@@ -313,7 +313,7 @@ out:
     if (dfd >= 0)
         close(dfd);
     if (rc < 0)
-        ex_rm_rf(tmp, NULL);
+        ex_store_remove_tree(tmp, NULL);
     added_release(&a);
     free(idx);
     free(tmp);

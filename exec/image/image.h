@@ -233,7 +233,7 @@ int ex_oci_layout_resolve(const char *path, const char *tag, const struct ir_pla
                           char **config_json, char digest[KN_DIGEST_SIZE], struct kn_error **err);
 /* Extracts an OCI archive (a tar of a layout) into a new temporary
  * directory of the store; *dir gets its path (caller removes it with
- * ex_rm_rf and frees). */
+ * ex_store_remove_tree and frees). */
 int ex_oci_archive_extract(struct ex_store *s, const char *file, char **dir, struct kn_error **err);
 
 /* ---- exporters ---- */
@@ -297,7 +297,5 @@ int ex_image_inspect_json(const char *name, const char *digest, const char *medi
 /* ---- small file helpers ---- */
 /* Writes data to path through a temporary name in the same directory. */
 int ex_write_file_atomic(const char *path, const void *data, size_t len, struct kn_error **err);
-/* Removes a tree (no error if absent). */
-int ex_rm_rf(const char *path, struct kn_error **err);
 
 #endif

@@ -29,8 +29,7 @@ void exi_platform_from_json(const json_t *o, struct ir_platform *p);
 /* Builds an image from manifest bytes and config bytes already at hand. */
 int exi_image_build(const char *manifest, size_t mlen, const char *media_type, const char *config,
                     size_t clen, struct ex_image *out, struct kn_error **err);
-/* Copies a file's bytes from fd in to fd out (reflink when possible). */
-int exi_copy_fd(int in, int out, const char *name, struct kn_error **err);
+
 /* A new temporary name next to path: "DIR/.BASE.kiln-XXXXXX" (template for mkstemp/mkdtemp). */
 char *exi_tmp_template(const char *path);
 

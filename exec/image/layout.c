@@ -471,7 +471,7 @@ int ex_oci_archive_extract(struct ex_store *s, const char *file, char **dir, str
     if (dfd >= 0)
         close(dfd);
     if (rc < 0) {
-        ex_rm_rf(tmp, NULL);
+        ex_store_remove_tree(tmp, NULL);
         free(tmp);
         return -1;
     }

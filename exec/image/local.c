@@ -40,7 +40,7 @@ int ex_export_local(struct ex_store *s, const struct ex_image *img, const char *
     if (rc == 0)
         rc = exi_rename_into_place(tmp, dir, err);
     if (rc < 0)
-        ex_rm_rf(tmp, NULL);
+        ex_store_remove_tree(tmp, NULL);
     free(tmp);
     return rc;
 }

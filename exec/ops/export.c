@@ -28,40 +28,6 @@
 
 #define COPY_DEPTH_MAX 4096
 
-static int copy_bytes(int in, int out, const char *name, struct kn_error **err)
-{
-    char buf[1 << 16];
-    for (;;) {
-        ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
-        if (n == 0)
-            return 0;
-        if (n > 0)
-            continue;
-        if (errno == EINTR)
-            continue;
-        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-            return kn_err_sys(err, "cannot copy '%s'", name);
-        break; /* not supported here: plain reads and writes */
-    }
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return kn_err_sys(err, "cannot read '%s'", name);
-        if (n == 0)
-            return 0;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0)
-                return kn_err_sys(err, "cannot write '%s'", name);
-            off += w;
-        }
-    }
-}
-
 static int copy_dir(int src, int dst, int depth, struct kn_error **err);
 
 static void set_times(int dst, const char *n, const struct stat *st)
@@ -120,7 +86,8 @@ static int copy_entry(int src, int dst, const char *n, const struct stat *st, in
         if (in < 0)
             return kn_err_sys(err, "cannot open '%s'", n);
         int out = openat(dst, n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        int rc = out < 0 ? kn_err_sys(err, "cannot create '%s'", n) : copy_bytes(in, out, n, err);
+        int rc =
+            out < 0 ? kn_err_sys(err, "cannot create '%s'", n) : ex_store_copy_fd(in, out, n, err);
         if (rc == 0 && fchmod(out, perm) < 0)
             rc = kn_err_sys(err, "cannot chmod '%s'", n);
         if (rc == 0) {

@@ -19,6 +19,7 @@
  * the kernel then kills every process of the namespace.
  */
 #include "exec/sandbox/internal.h"
+#include "exec/store/store.h"
 
 #include "ir/base/cleanup.h"
 
@@ -128,7 +129,7 @@ enum ex_isolation ex_sandbox_probe(const char *workdir)
             if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0)
                 res = EX_ISOLATION_USERNS;
         }
-        ex_snapshot_rmtree(dir, NULL);
+        ex_store_remove_tree(dir, NULL);
         free(l);
         free(u);
         free(w);
@@ -770,7 +771,7 @@ static void prep_release(struct prep *pr)
 {
     if (pr->scratch) {
         /* unmounted already: the stage tmpfs lived only in the step's namespace */
-        ex_snapshot_rmtree(pr->scratch, NULL);
+        ex_store_remove_tree(pr->scratch, NULL);
         free(pr->scratch);
     }
     sb_user_release(&pr->user);

@@ -5,6 +5,7 @@
  * than overlayfs can stack, and to materialize a rootfs for chroot mode).
  */
 #include "exec/snapshot/internal.h"
+#include "exec/store/store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -292,7 +293,7 @@ static int flat_entry(struct flat *f, int src, int dst, const char *n, const str
         if (in < 0)
             return kn_err_sys(err, "cannot open '%s' in layer '%s'", n, f->layer);
         int out = openat(dst, n, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (out < 0 || ex_copy_fd(in, out, st->st_size) < 0) {
+        if (out < 0 || ex_store_copy_fd(in, out, "", NULL) < 0) {
             int rc = kn_err_sys(err, "cannot copy '%s' of layer '%s'", n, f->layer);
             close(in);
             if (out >= 0)

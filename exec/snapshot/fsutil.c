@@ -86,42 +86,6 @@ int ex_make_opaque(int dirfd, const char *name, struct kn_error **err)
     return 0;
 }
 
-int ex_copy_fd(int in, int out, off_t size)
-{
-    off_t done = 0;
-    while (done < size) {
-        ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)(size - done), 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)
-                break;
-            return -1;
-        }
-        if (n == 0)
-            return 0; /* file shrank: take what is there */
-        done += n;
-    }
-    char buf[65536];
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            return 0;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0)
-                return -1;
-            off += w;
-        }
-    }
-}
-
 int ex_rmtree_at(int dfd, const char *what, struct kn_error **err)
 {
     int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -144,9 +108,4 @@ int ex_rmtree_at(int dfd, const char *what, struct kn_error **err)
     if (rc < 0)
         kn_err_wrap(err, "cannot empty '%s'", what);
     return rc;
-}
-
-int ex_snapshot_rmtree(const char *path, struct kn_error **err)
-{
-    return ex_store_remove_tree(path, err);
 }

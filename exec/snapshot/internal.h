@@ -30,7 +30,6 @@ int ex_make_whiteout(int dirfd, const char *name, struct kn_error **err);
 /* Marks dirfd/name opaque: user.overlay.opaque=y, else a ".wh..wh..opq" file. */
 int ex_make_opaque(int dirfd, const char *name, struct kn_error **err);
 /* Copies a regular file's bytes (copy_file_range, then read/write). */
-int ex_copy_fd(int in, int out, off_t size);
 /* Removes everything below the directory fd (not the directory itself). */
 int ex_rmtree_at(int dirfd, const char *what, struct kn_error **err);
 

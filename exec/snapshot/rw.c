@@ -6,6 +6,7 @@
  * prepare time so the child only makes system calls.
  */
 #include "exec/snapshot/internal.h"
+#include "exec/store/store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -80,14 +81,14 @@ static char *flatten_bottom(const struct ex_snapshot *base, size_t k, const char
         if (rename(tmp, dest) == 0) {
             rc = 0;
         } else if (errno == EEXIST || errno == ENOTEMPTY) {
-            ex_snapshot_rmtree(tmp, NULL); /* another build won the race */
+            ex_store_remove_tree(tmp, NULL); /* another build won the race */
             rc = 0;
         } else {
             kn_err_sys(err, "cannot rename '%s'", tmp);
         }
     }
     if (rc < 0)
-        ex_snapshot_rmtree(tmp, NULL);
+        ex_store_remove_tree(tmp, NULL);
     free(tmp);
     free(flatdir);
     ex_snapshot_unref(bottom);
@@ -356,7 +357,7 @@ int ex_snapshot_rw_finish(struct ex_snapshot_rw *rw, struct kn_error **err)
         rw->finished = true;
         return 0;
     }
-    if (ex_snapshot_rmtree(rw->work, err) < 0)
+    if (ex_store_remove_tree(rw->work, err) < 0)
         return -1;
     int fd = open(rw->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -377,12 +378,12 @@ void ex_snapshot_rw_free(struct ex_snapshot_rw *rw, bool keep_upper)
             const char *parts[] = {"work", "merged", "empty"};
             for (size_t i = 0; i < KN_ARRAY_SIZE(parts); i++) {
                 char *p = kn_asprintf("%s/%s", rw->dir, parts[i]);
-                ex_snapshot_rmtree(p, NULL);
+                ex_store_remove_tree(p, NULL);
                 free(p);
             }
         } else {
             struct kn_error *e = NULL;
-            if (ex_snapshot_rmtree(rw->dir, &e) < 0) {
+            if (ex_store_remove_tree(rw->dir, &e) < 0) {
                 kn_warn("cannot remove writable layer: %s", e->msg);
                 kn_err_free(e);
             }

@@ -11,6 +11,7 @@
  * arenas; the comparison is one hash lookup per entry.
  */
 #include "exec/snapshot/internal.h"
+#include "exec/store/store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -410,7 +411,7 @@ static int add_entry(struct diff *df, struct kn_arena *a, const struct scan_ent 
         if (in < 0)
             return kn_err_sys(err, "cannot open '/%s' in the rootfs", e->path);
         int out = openat(df->difffd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (out < 0 || ex_copy_fd(in, out, e->size) < 0) {
+        if (out < 0 || ex_store_copy_fd(in, out, "", NULL) < 0) {
             int rc = kn_err_sys(err, "cannot copy '/%s' into the diff", e->path);
             close(in);
             if (out >= 0)

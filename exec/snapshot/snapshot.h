@@ -150,11 +150,4 @@ int ex_scan_diff(struct ex_scan *sc, const char *diffdir, struct ex_scan_stats *
                  struct kn_error **err);
 void ex_scan_free(struct ex_scan *sc);
 
-/* ---- helpers ------------------------------------------------------------- */
-
-/* rm -rf that also removes read-only directories the caller owns. Entries the
- * caller may not remove (owned by a subordinate uid in a non-writable dir)
- * are a KN_E_IO error naming the path. A missing path is not an error. */
-int ex_snapshot_rmtree(const char *path, struct kn_error **err);
-
 #endif

@@ -8,8 +8,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -142,4 +144,42 @@ int ex_du_at(int dirfd, const char *name, uint64_t *bytes, struct kn_error **err
     int rc = du_dir(dfd, bytes, 0, err);
     close(dfd);
     return rc;
+}
+
+int ex_store_copy_fd(int in, int out, const char *name, struct kn_error **err)
+{
+    if (ioctl(out, FICLONE, in) == 0)
+        return 0;
+    for (;;) {
+        ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+        if (n == 0)
+            return 0;
+        if (n > 0)
+            continue;
+        if (errno == EINTR)
+            continue;
+        if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)
+            break;
+        return kn_err_sys(err, "cannot copy '%s'", name);
+    }
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof(buf));
+        if (r == 0)
+            return 0;
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return kn_err_sys(err, "cannot read '%s'", name);
+        }
+        for (ssize_t off = 0; off < r;) {
+            ssize_t w = write(out, buf + off, (size_t)(r - off));
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                return kn_err_sys(err, "cannot write '%s'", name);
+            }
+            off += w;
+        }
+    }
 }

@@ -372,7 +372,7 @@ int main(void)
     is_int(ex_oci_layout_load(xdir, "latest", NULL, NULL, 0, &tmp, &e), 0, "and loads");
     is_str(tmp.manifest.digest, f.manifest, "same manifest");
     ex_image_release(&tmp);
-    ex_rm_rf(xdir, NULL);
+    ex_store_remove_tree(xdir, NULL);
     free(xdir);
     p = kn_asprintf("%s/notar", root);
     write_file(p, "hello", 5);

@@ -5,6 +5,7 @@
  * type changes, symlinks, hard links, metadata-only changes).
  */
 #include "tap.h"
+#include "exec/store/store.h"
 
 #include "exec/snapshot/internal.h"
 
@@ -316,9 +317,9 @@ static void test_rmtree(const char *tmp)
     char *l = path(d, "locked");
     chmod(l, 0);
     struct kn_error *e = NULL;
-    is_int(ex_snapshot_rmtree(d, &e), 0, "rmtree removes mode-000 dirs the caller owns");
+    is_int(ex_store_remove_tree(d, &e), 0, "rmtree removes mode-000 dirs the caller owns");
     ok(access(d, F_OK) < 0, "gone");
-    is_int(ex_snapshot_rmtree(d, &e), 0, "a missing path is not an error");
+    is_int(ex_store_remove_tree(d, &e), 0, "a missing path is not an error");
     free(l);
     free(d);
 }
