@@ -109,19 +109,29 @@ bool ex_platform_match(const struct ir_platform *want, const struct ir_platform 
 
 /* ---- time ---- */
 
-int64_t ex_image_created(int64_t sde)
+bool ex_image_epoch(int64_t sde, int64_t *t)
 {
-    if (sde >= 0)
-        return sde;
+    if (sde >= 0) {
+        *t = sde;
+        return true;
+    }
     const char *env = getenv("SOURCE_DATE_EPOCH");
     if (env && *env) {
         char *end;
         errno = 0;
         long long v = strtoll(env, &end, 10);
-        if (!*end && errno == 0 && v >= 0)
-            return v;
+        if (!*end && errno == 0 && v >= 0) {
+            *t = v;
+            return true;
+        }
     }
-    return (int64_t)time(NULL);
+    return false;
+}
+
+int64_t ex_image_created(int64_t sde)
+{
+    int64_t t;
+    return ex_image_epoch(sde, &t) ? t : (int64_t)time(NULL);
 }
 
 void ex_time_format(int64_t t, char out[32])

@@ -152,6 +152,8 @@ void ex_config_serialize(const struct ex_config *c, struct kn_buf *out);
 /* The time to stamp an image with: sde when >= 0, else $SOURCE_DATE_EPOCH
  * when set and valid, else now. */
 int64_t ex_image_created(int64_t sde);
+/* True, with *t set, when sde >= 0 or $SOURCE_DATE_EPOCH fixes the time. */
+bool ex_image_epoch(int64_t sde, int64_t *t);
 /* RFC 3339 UTC: "2024-01-01T00:00:00Z". */
 void ex_time_format(int64_t t, char out[32]);
 

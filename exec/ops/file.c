@@ -302,7 +302,8 @@ int ex_ops_run_file(struct ex_ops *ops, const struct ex_job *job, const struct i
     free(snaps);
     if (rc < 0)
         return -1;
-    struct ex_rlayer l = {.desc = {.media_type = (char *)info.media_type, .size = info.size}};
+    struct ex_rlayer l = {.desc = {.media_type = (char *)info.media_type, .size = info.size},
+                          .created = (int64_t)time(NULL)};
     memcpy(l.desc.digest, info.digest, KN_DIGEST_SIZE);
     memcpy(l.diff_id, info.diff_id, KN_DIGEST_SIZE);
     *out = ex_result_rootfs(inputs[0], &l, 1);

@@ -24,6 +24,10 @@ struct ex_rlayer {
     struct ex_descriptor desc; /* desc.media_type owned */
     char diff_id[KN_DIGEST_SIZE];
     struct ex_origin *origin; /* shared, may be NULL (the blob is in the store) */
+    int64_t created;          /* when the step that made it ran (seconds since the
+                               * epoch), kept in the cache so that a cached rebuild
+                               * dates its history as the first build did; 0 for a
+                               * base image's layers */
 };
 
 struct ex_result {

@@ -120,6 +120,8 @@ char *ex_result_encode(const struct ex_result *r)
             json_object_set_new(o, "registry", json_string(l->origin->registry_ref));
         if (l->origin && l->origin->layout_dir)
             json_object_set_new(o, "layout", json_string(l->origin->layout_dir));
+        if (l->created > 0)
+            json_object_set_new(o, "created", json_integer((json_int_t)l->created));
         json_array_append_new(layers, o);
     }
     json_t *root = json_pack("{s:i,s:o}", "version", 1, "layers", layers);
@@ -166,6 +168,8 @@ struct ex_result *ex_result_decode(struct ex_ops *ops, const char *data, struct 
         memcpy(l->desc.digest, dg, KN_DIGEST_SIZE);
         l->desc.size = (uint64_t)size;
         memcpy(l->diff_id, di, KN_DIGEST_SIZE);
+        json_int_t created = json_integer_value(json_object_get(o, "created"));
+        l->created = created > 0 ? (int64_t)created : 0;
         const char *reg = json_string_value(json_object_get(o, "registry"));
         const char *lay = json_string_value(json_object_get(o, "layout"));
         if (reg || lay) {
@@ -693,7 +697,27 @@ int ex_ops_image(struct ex_ops *ops, struct ex_result *root, const struct ir_out
                           "output '%s' has %zu layers but its base has %zu and its history %zu",
                           out->name, root->nlayers, nbase, nnew);
     }
-    int64_t created = ex_image_created(source_date_epoch);
+    /* The dates: SOURCE_DATE_EPOCH's when given. Otherwise each new layer's
+     * history entry carries the time its step ran, which the cache keeps, so
+     * that a fully cached rebuild yields the image the first build did (as
+     * BuildKit's does); an entry without a layer takes the date of the layer
+     * before it (before any, that of the first), and the image that of its
+     * newest layer. An image that adds no layer, or one of unknown date, is
+     * dated now. */
+    int64_t epoch = 0;
+    bool fixed = ex_image_epoch(source_date_epoch, &epoch);
+    int64_t first = 0;
+    bool dated = !fixed && nnew > 0;
+    for (size_t i = 0, li = nbase; i < out->nhistory; i++) {
+        if (out->history[i].empty_layer)
+            continue;
+        const struct ex_rlayer *l = &root->layers[li++];
+        if (!first)
+            first = l->created;
+        dated = dated && l->created > 0;
+    }
+    int64_t created = fixed ? epoch : dated ? 0 : (int64_t)time(NULL);
+    int64_t prev = first;
     /* the layers of the image: the base's, then the build's except those
      * that changed nothing (a RUN that wrote no file), whose history entry
      * becomes an empty_layer one, as BuildKit does */
@@ -706,11 +730,16 @@ int ex_ops_image(struct ex_ops *ops, struct ex_result *root, const struct ir_out
     for (size_t i = 0; i < out->nhistory; i++) {
         const struct ir_history *hi = &out->history[i];
         const struct ex_rlayer *l = hi->empty_layer ? NULL : &root->layers[li++];
+        if (l)
+            prev = l->created;
+        int64_t when = dated ? prev : created;
+        if (dated && created < when)
+            created = when;
         if (l && strcmp(l->diff_id, EMPTY_TAR_DIFF_ID) == 0)
             l = NULL;
         if (l)
             kept[nkept++] = l;
-        ex_config_add_history(cfg, l ? l->diff_id : NULL, hi->created_by, hi->comment, created);
+        ex_config_add_history(cfg, l ? l->diff_id : NULL, hi->created_by, hi->comment, when);
     }
     ex_config_set_created(cfg, created);
     struct kn_buf cj = KN_BUF_INIT;

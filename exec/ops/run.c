@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct run_state {
@@ -468,7 +469,8 @@ int ex_ops_run_exec(struct ex_ops *ops, const struct ex_job *job, const struct i
         free(upper);
     }
     if (rc == 0) {
-        struct ex_rlayer l = {.desc = {.media_type = (char *)info.media_type, .size = info.size}};
+        struct ex_rlayer l = {.desc = {.media_type = (char *)info.media_type, .size = info.size},
+                              .created = (int64_t)time(NULL)};
         memcpy(l.desc.digest, info.digest, KN_DIGEST_SIZE);
         memcpy(l.diff_id, info.diff_id, KN_DIGEST_SIZE);
         *out = ex_result_rootfs(root, &l, 1);

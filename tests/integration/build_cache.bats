@@ -58,15 +58,23 @@ COPY --from=build /src/out .
 COPY dir ./dir
 RUN ls -R /app > /listing
 EOF
-    kbuild -o "type=oci,dest=$TESTDIR/o1" .
+    kbuild --iidfile "$TESTDIR/iid1" -o "type=oci,dest=$TESTDIR/o1" .
     [[ $(step_states | grep -c '^DONE') -eq 6 ]] || { step_states >&2; false; }
-    kbuild -o "type=oci,dest=$TESTDIR/o2" .
+    sleep 1.1 # the rebuild is dated from the cache, not from the clock
+    kbuild --iidfile "$TESTDIR/iid2" -o "type=oci,dest=$TESTDIR/o2" .
     step_states >"$TESTDIR/states"
     assert_equal "$(wc -l <"$TESTDIR/states")" "6" "steps"
     assert_equal "$(grep -vc '^CACHED' "$TESTDIR/states")" "0" "steps not cached"
     r1=$(skopeo inspect --raw --config "oci:$TESTDIR/o1" | jq -c .rootfs)
     r2=$(skopeo inspect --raw --config "oci:$TESTDIR/o2" | jq -c .rootfs)
     assert_equal "$r2" "$r1" "the same layers"
+    assert_equal "$(cat "$TESTDIR/iid2")" "$(cat "$TESTDIR/iid1")" "the same image"
+    # the image is as old as its newest layer, and the steps' dates follow
+    # their order
+    skopeo inspect --raw --config "oci:$TESTDIR/o1" >"$TESTDIR/c.json"
+    assert_equal "$(jq -r '.created == .history[-1].created' "$TESTDIR/c.json")" true "image date"
+    run jq -r '.history[-4:] | map(.created) | . == sort' "$TESTDIR/c.json"
+    assert_equal "$output" "true" "history dates in order"
 }
 
 @test "editing one source file reruns only the steps that read it" {

@@ -361,7 +361,11 @@ static void test_config(void)
     is_int(ex_image_created(-1), 1704067200, "SOURCE_DATE_EPOCH honored");
     setenv("SOURCE_DATE_EPOCH", "bogus", 1);
     ok(ex_image_created(-1) > 1704067200, "a bad SOURCE_DATE_EPOCH means now");
+    int64_t t = 7;
+    ok(!ex_image_epoch(-1, &t) && t == 7, "a bad SOURCE_DATE_EPOCH fixes no date");
     unsetenv("SOURCE_DATE_EPOCH");
+    ok(!ex_image_epoch(-1, &t), "no epoch");
+    ok(ex_image_epoch(0, &t) && t == 0, "epoch 0 is an epoch");
     char ts[32];
     ex_time_format(0, ts);
     is_str(ts, "1970-01-01T00:00:00Z", "epoch formats as RFC 3339");
