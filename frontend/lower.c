@@ -710,12 +710,12 @@ static int lower_stage(struct lw *lw, struct lw_stage *st, struct kn_error **err
     if (plat) {
         const struct fe_flag *f = fe_instr_flag(in, "platform");
         if (!*plat || lw_parse_platform(lw, plat, &st->platform) < 0)
-            return lw_err(lw, err, in, f->col, KN_E_PARSE, "invalid platform '%s'", plat);
+            return lw_err(lw, err, in, f ? f->col : 0, KN_E_PARSE, "invalid platform '%s'", plat);
     }
     char *base = NULL;
     if (lw_expand(lw, NULL, in, in->args[0], &base, err) < 0)
         return -1;
-    if (!*base)
+    if (!base || !*base)
         return lw_err(lw, err, in, 0, KN_E_PARSE, "base name (%s) should not be blank",
                       in->args[0]);
 

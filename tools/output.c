@@ -97,12 +97,12 @@ static int apply_fields(const char *spec, const struct kn_strv *f, int default_t
                                   "invalid output '%s': dest=- (stdout) is not supported", spec);
             out->dest = kn_strdup(val);
         } else if (strcmp(key, "tar") == 0) {
-            bool b;
+            bool b = false;
             if (parse_bool(spec, key, val, &b, err) < 0)
                 return -1;
             tar = b;
         } else if (strcmp(key, "push") == 0) {
-            bool b;
+            bool b = false;
             if (parse_bool(spec, key, val, &b, err) < 0)
                 return -1;
             push = b;

@@ -31,10 +31,13 @@ struct hkey {
     int64_t mtime_ns, ctime_ns;
 };
 
+/* 80 bytes a file: the digest is kept as its 32 bytes, not as the 72 of
+ * its string, and the table fills up to three quarters (20,000 files take
+ * 2.6 MiB, not the 7.9 MiB they did) */
 struct hslot {
     struct hkey k;
+    unsigned char digest[32];
     bool used;
-    char digest[KN_DIGEST_SIZE];
 };
 
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -72,14 +75,14 @@ static struct hslot *cache_find(const struct hkey *k)
     }
 }
 
-static void cache_insert(const struct hkey *k, const char *digest)
+static void cache_insert(const struct hkey *k, const unsigned char digest[32])
 {
     if (cache_n >= CACHE_MAX) {
         free(cache_v);
         cache_v = NULL;
         cache_cap = cache_n = 0;
     }
-    if ((cache_n + 1) * 2 > cache_cap) {
+    if ((cache_n + 1) * 4 > cache_cap * 3) {
         size_t ncap = cache_cap ? cache_cap * 2 : 1024;
         struct hslot *old = cache_v;
         size_t ocap = cache_cap;
@@ -95,7 +98,7 @@ static void cache_insert(const struct hkey *k, const char *digest)
         cache_n++;
     s->used = true;
     s->k = *k;
-    memcpy(s->digest, digest, KN_DIGEST_SIZE);
+    memcpy(s->digest, digest, 32);
 }
 
 void ex_fileop_hash_stats(struct ex_fileop_hash_stats *out)
@@ -131,11 +134,6 @@ struct hrec {
     unsigned char digest[32];
 };
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 int ex_fileop_hash_cache_load(const char *path, struct kn_error **err)
 {
     FILE *f = fopen(path, "rbe");
@@ -147,7 +145,6 @@ int ex_fileop_hash_cache_load(const char *path, struct kn_error **err)
         kn_warn("ignoring the hash cache '%s': not a kiln hash cache", path);
         return 0;
     }
-    static const char hex[] = "0123456789abcdef";
     struct hrec r;
     size_t n = 0;
     pthread_mutex_lock(&cache_mu);
@@ -157,14 +154,7 @@ int ex_fileop_hash_cache_load(const char *path, struct kn_error **err)
                          .size = (off_t)r.size,
                          .mtime_ns = r.mtime_ns,
                          .ctime_ns = r.ctime_ns};
-        char d[KN_DIGEST_SIZE];
-        memcpy(d, "sha256:", 7);
-        for (int i = 0; i < 32; i++) {
-            d[7 + 2 * i] = hex[r.digest[i] >> 4];
-            d[8 + 2 * i] = hex[r.digest[i] & 15];
-        }
-        d[KN_DIGEST_LEN] = '\0';
-        cache_insert(&k, d);
+        cache_insert(&k, r.digest);
         n++;
     }
     pthread_mutex_unlock(&cache_mu);
@@ -197,9 +187,7 @@ int ex_fileop_hash_cache_save(const char *path, struct kn_error **err)
         r.size = (int64_t)sl->k.size;
         r.mtime_ns = sl->k.mtime_ns;
         r.ctime_ns = sl->k.ctime_ns;
-        for (int j = 0; j < 32; j++)
-            r.digest[j] =
-                (unsigned char)(hexval(sl->digest[7 + 2 * j]) << 4 | hexval(sl->digest[8 + 2 * j]));
+        memcpy(r.digest, sl->digest, 32);
         ok = fwrite(&r, sizeof(r), 1, f) == 1;
     }
     pthread_mutex_unlock(&cache_mu);
@@ -227,7 +215,7 @@ static bool hash_cached(const struct stat *st, char out[KN_DIGEST_SIZE])
     struct hslot *s = cache_find(&k);
     bool hit = s && s->used;
     if (hit) {
-        memcpy(out, s->digest, KN_DIGEST_SIZE);
+        kn_digest_from_raw(s->digest, out);
         cache_stats.hits++;
     }
     pthread_mutex_unlock(&cache_mu);
@@ -248,7 +236,7 @@ int fo_hash_file(int fd, const struct stat *st, char out[KN_DIGEST_SIZE], struct
     pthread_mutex_lock(&cache_mu);
     struct hslot *s = cache_find(&k);
     if (s && s->used) {
-        memcpy(out, s->digest, KN_DIGEST_SIZE);
+        kn_digest_from_raw(s->digest, out);
         cache_stats.hits++;
         pthread_mutex_unlock(&cache_mu);
         return 0;
@@ -281,7 +269,9 @@ int fo_hash_file(int fd, const struct stat *st, char out[KN_DIGEST_SIZE], struct
     kn_sha256_final(&h, out);
     pthread_mutex_lock(&cache_mu);
     cache_stats.bytes_hashed += total;
-    cache_insert(&k, out);
+    unsigned char raw[32];
+    kn_digest_to_raw(out, raw);
+    cache_insert(&k, raw);
     pthread_mutex_unlock(&cache_mu);
     return 0;
 }

@@ -174,6 +174,9 @@ void kn_sha256_digest(const void *data, size_t n, char out[KN_DIGEST_SIZE]);
 bool kn_digest_valid(const char *s);
 /* The 64 hex digits of a valid digest (pointer into s). */
 const char *kn_digest_hex(const char *s);
+/* A valid digest as its 32 bytes, and back. */
+void kn_digest_to_raw(const char *digest, unsigned char raw[32]);
+void kn_digest_from_raw(const unsigned char raw[32], char out[KN_DIGEST_SIZE]);
 
 /* ---- logging --------------------------------------------------------------
  * Logs go to stderr. kn_log checks the level before formatting anything. */

@@ -21,6 +21,29 @@ void kn_sha256_update(struct kn_sha256 *h, const void *data, size_t n)
         kn_die("sha256 update failed");
 }
 
+void kn_digest_from_raw(const unsigned char raw[32], char out[KN_DIGEST_SIZE])
+{
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, "sha256:", 7);
+    for (int i = 0; i < 32; i++) {
+        out[7 + 2 * i] = hex[raw[i] >> 4];
+        out[8 + 2 * i] = hex[raw[i] & 15];
+    }
+    out[KN_DIGEST_LEN] = '\0';
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 0;
+}
+
+void kn_digest_to_raw(const char *digest, unsigned char raw[32])
+{
+    const char *h = kn_digest_hex(digest);
+    for (int i = 0; i < 32; i++)
+        raw[i] = (unsigned char)(hexval(h[2 * i]) << 4 | hexval(h[2 * i + 1]));
+}
+
 void kn_sha256_final(struct kn_sha256 *h, char out[KN_DIGEST_SIZE])
 {
     unsigned char md[32];
@@ -29,13 +52,7 @@ void kn_sha256_final(struct kn_sha256 *h, char out[KN_DIGEST_SIZE])
         kn_die("sha256 final failed");
     EVP_MD_CTX_free(h->ctx);
     h->ctx = NULL;
-    static const char hex[] = "0123456789abcdef";
-    memcpy(out, "sha256:", 7);
-    for (int i = 0; i < 32; i++) {
-        out[7 + 2 * i] = hex[md[i] >> 4];
-        out[8 + 2 * i] = hex[md[i] & 15];
-    }
-    out[KN_DIGEST_LEN] = '\0';
+    kn_digest_from_raw(md, out);
 }
 
 void kn_sha256_release(struct kn_sha256 *h)
