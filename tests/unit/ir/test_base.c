@@ -85,6 +85,12 @@ static void test_digest(void)
     ok(!kn_digest_valid("sha256:abc"), "short digest invalid");
     ok(!kn_digest_valid("sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"),
        "uppercase digest invalid");
+    unsigned char raw[32];
+    kn_digest_to_raw(d, raw);
+    ok(raw[0] == 0xba && raw[1] == 0x78 && raw[31] == 0xad, "digest as bytes");
+    char back[KN_DIGEST_SIZE];
+    kn_digest_from_raw(raw, back);
+    is_str(back, d, "bytes back to the digest");
 }
 
 static void test_size(void)
