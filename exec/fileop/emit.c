@@ -28,10 +28,10 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-static int plan_for(const struct ex_fileop_req *req, struct plan *p, struct pentry ***v, size_t *n,
-                    struct kn_error **err)
+static int plan_for(const struct ex_fileop_req *req, const struct plan_flush *flush, struct plan *p,
+                    struct pentry ***v, size_t *n, struct kn_error **err)
 {
-    if (plan_build(p, req, err) < 0) {
+    if (plan_build(p, req, flush, err) < 0) {
         plan_release(p);
         return -1;
     }
@@ -178,14 +178,10 @@ static int source_fd(const struct pentry *e, struct kn_error **err)
 
 /* ---- stream ----------------------------------------------------------------- */
 
-int ex_fileop_stream(const struct ex_fileop_req *req, const struct ex_fileop_sink *sink,
-                     struct kn_error **err)
+/* Hands planned entries, in emit order, to the sink. */
+static int stream_entries(void *ctx, struct pentry **v, size_t n, struct kn_error **err)
 {
-    struct plan p;
-    struct pentry **v = NULL;
-    size_t n = 0;
-    if (plan_for(req, &p, &v, &n, err) < 0)
-        return -1;
+    const struct ex_fileop_sink *sink = ctx;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct pentry *e = v[i];
@@ -242,6 +238,20 @@ int ex_fileop_stream(const struct ex_fileop_req *req, const struct ex_fileop_sin
         }
         }
     }
+    return rc;
+}
+
+int ex_fileop_stream(const struct ex_fileop_req *req, const struct ex_fileop_sink *sink,
+                     struct kn_error **err)
+{
+    struct plan p;
+    struct pentry **v = NULL;
+    size_t n = 0;
+    /* the sink is only read: the flush context is the same pointer */
+    struct plan_flush flush = {stream_entries, (void *)(uintptr_t)sink};
+    if (plan_for(req, &flush, &p, &v, &n, err) < 0)
+        return -1;
+    int rc = stream_entries(flush.ctx, v, n, err);
     free(v);
     plan_release(&p);
     return rc;
@@ -454,7 +464,7 @@ int ex_fileop_materialize(const struct ex_fileop_req *req, const char *upper, st
     int ufd = open(upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (ufd < 0)
         return kn_err_sys(err, "cannot open the upper directory '%s'", upper);
-    if (plan_for(req, &p, &v, &n, err) < 0) {
+    if (plan_for(req, NULL, &p, &v, &n, err) < 0) {
         close(ufd);
         return -1;
     }

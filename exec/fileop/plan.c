@@ -82,6 +82,13 @@ void plan_release(struct plan *p)
         pentry_free(&p->e.v[i]);
     free(p->e.v);
     fo_map_release(&p->map);
+    fo_map_release(&p->link_map);
+    kn_strv_release(&p->link_keys);
+    for (size_t i = 0; i < p->links.n; i++)
+        free(p->links.v[i].path);
+    free(p->links.v);
+    fo_map_release(&p->flushed);
+    kn_strv_release(&p->flushed_keys);
     for (size_t i = 0; i < p->tmpviews.n; i++)
         ex_view_free(p->tmpviews.v[i]);
     free(p->tmpviews.v);
@@ -558,6 +565,32 @@ static int copy_node(struct plan *p, struct copyctx *c, const struct vnode *sn, 
                      bool top, bool parent_new, const char *full, const char *rel, int depth,
                      struct kn_error **err);
 
+#define PLAN_BATCH 2048
+
+/* Streaming: everything planned so far sorts before what the walk has yet
+ * to plan (it goes in emit order), so it is finished, handed over and
+ * forgotten, but for the directories' paths. */
+static int plan_flush(struct plan *p, struct kn_error **err)
+{
+    size_t n;
+    struct pentry **v = plan_finish(p, &n, err);
+    if (!v)
+        return -1;
+    int rc = p->flush.fn(p->flush.ctx, v, n, err);
+    for (size_t i = 0; i < n; i++) {
+        if (v[i]->kind != PE_DIR)
+            continue;
+        kn_strv_push(&p->flushed_keys, v[i]->path);
+        fo_map_put(&p->flushed, p->flushed_keys.v[p->flushed_keys.n - 1], 0);
+    }
+    free(v);
+    for (size_t i = 0; i < p->e.n; i++)
+        pentry_free(&p->e.v[i]);
+    p->e.n = 0;
+    fo_map_release(&p->map);
+    return rc;
+}
+
 static int copy_dir_children(struct plan *p, struct copyctx *c, const struct vnode *sn,
                              const char *target, bool dir_new, const char *full, const char *rel,
                              int depth, struct kn_error **err)
@@ -570,6 +603,10 @@ static int copy_dir_children(struct plan *p, struct copyctx *c, const struct vno
         return -1;
     int rc = 0;
     for (size_t i = 0; i < ne && rc == 0; i++) {
+        if (p->streaming && p->e.n >= PLAN_BATCH && plan_flush(p, err) < 0) {
+            rc = -1;
+            break;
+        }
         char *cfull = fo_join(full, ents[i].name);
         char *crel = fo_join(rel, ents[i].name);
         if (!action_excluded(c->exclude, cfull, crel)) {
@@ -889,6 +926,8 @@ static int plan_copy(struct plan *p, const struct ir_file_action *a, struct kn_e
             free(canon);
         }
     }
+    /* one source, the op's only action: its walk is in emit order */
+    p->streaming = p->flush.fn && req->op->nactions == 1 && nm == 1;
     for (size_t i = 0; i < nm && rc == 0; i++) {
         const struct srcmatch *s = &m[i];
         char *d = kn_strdup(dest);
@@ -992,6 +1031,7 @@ static int plan_copy(struct plan *p, const struct ir_file_action *a, struct kn_e
         sres_release(&r);
         free(d);
     }
+    p->streaming = false;
     free(dest);
     sources_free(m, nm);
     kn_patterns_free(c.exclude);
@@ -1138,10 +1178,13 @@ static int plan_other(struct plan *p, const struct ir_file_action *a, struct kn_
     return rc;
 }
 
-int plan_build(struct plan *p, const struct ex_fileop_req *req, struct kn_error **err)
+int plan_build(struct plan *p, const struct ex_fileop_req *req, const struct plan_flush *flush,
+               struct kn_error **err)
 {
     memset(p, 0, sizeof(*p));
     p->req = req;
+    if (flush)
+        p->flush = *flush;
     if (!req->dest)
         return kn_err_set(err, KN_E_INTERNAL, "file op without a destination view");
     for (size_t i = 0; i < req->op->nactions; i++) {
@@ -1172,7 +1215,8 @@ struct pentry **plan_finish(struct plan *p, size_t *nout, struct kn_error **err)
         char *path = kn_strdup(p->e.v[i].path);
         for (char *s = strrchr(path, '/'); s; s = strrchr(path, '/')) {
             *s = '\0';
-            if (plan_get(p, path))
+            size_t dummy;
+            if (plan_get(p, path) || fo_map_get(&p->flushed, path, &dummy))
                 break;
             struct vnode vn;
             int f = view_lookup(p->req->dest, path, false, &vn, err);
@@ -1205,9 +1249,8 @@ struct pentry **plan_finish(struct plan *p, size_t *nout, struct kn_error **err)
         if (!p->e.v[i].dead)
             v[n++] = &p->e.v[i];
     qsort(v, n, sizeof(*v), cmp_pentry);
-    /* hard links: the first path (in emit order) of a source inode */
-    struct fo_map links = {0};
-    struct kn_strv keys = {0};
+    /* hard links: the first path (in emit order) of a source inode, kept
+     * from batch to batch */
     for (size_t i = 0; i < n; i++) {
         struct pentry *e = v[i];
         if (e->kind != PE_FILE || e->is_data || e->nlink < 2)
@@ -1215,8 +1258,8 @@ struct pentry **plan_finish(struct plan *p, size_t *nout, struct kn_error **err)
         char *key = kn_asprintf("%p:%d:%ju:%ju", (const void *)e->src, e->layer, (uintmax_t)e->dev,
                                 (uintmax_t)e->ino);
         size_t first;
-        if (fo_map_get(&links, key, &first)) {
-            struct pentry *f = v[first];
+        if (fo_map_get(&p->link_map, key, &first)) {
+            const struct plink *f = &p->links.v[first];
             if (f->mode == e->mode && f->uid == e->uid && f->gid == e->gid) {
                 e->hardlink = true;
                 free(e->link);
@@ -1224,12 +1267,12 @@ struct pentry **plan_finish(struct plan *p, size_t *nout, struct kn_error **err)
             }
             free(key);
         } else {
-            kn_strv_take(&keys, key);
-            fo_map_put(&links, keys.v[keys.n - 1], i);
+            kn_strv_take(&p->link_keys, key);
+            struct plink l = {kn_strdup(e->path), e->mode, e->uid, e->gid};
+            kn_vec_push(&p->links, l);
+            fo_map_put(&p->link_map, p->link_keys.v[p->link_keys.n - 1], p->links.n - 1);
         }
     }
-    fo_map_release(&links);
-    kn_strv_release(&keys);
     *nout = n;
     return v;
 }

@@ -45,16 +45,45 @@ struct pentry {
     bool dead;
 };
 
+/* Where a streaming plan hands its entries over, in emit order, batch
+ * after batch (the entries are the plan's: fn must not keep them). */
+struct plan_flush {
+    int (*fn)(void *ctx, struct pentry **v, size_t n, struct kn_error **err);
+    void *ctx;
+};
+
+/* The first path (in emit order) of a source inode with several links. */
+struct plink {
+    char *path;
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+};
+
 struct plan {
     const struct ex_fileop_req *req;
     KN_VEC(struct pentry) e;
     struct fo_map map; /* path -> index into e (live entries only) */
     KN_VEC(struct ex_view *) tmpviews;
     struct kn_strv tmpdirs;
+    /* hard links: "src:layer:dev:ino" (owned in link_keys) -> index into links */
+    struct fo_map link_map;
+    struct kn_strv link_keys;
+    KN_VEC(struct plink) links;
+    /* streaming: a copy of one source, the op's only action, walks in emit
+     * order; it hands what it planned to flush every PLAN_BATCH entries
+     * and keeps only the paths of the directories it handed over (for the
+     * implicit parents), so its memory does not grow with the files */
+    struct plan_flush flush;
+    bool streaming;
+    struct fo_map flushed; /* keys owned in flushed_keys */
+    struct kn_strv flushed_keys;
 };
 
-/* Computes the plan of req->op. */
-int plan_build(struct plan *p, const struct ex_fileop_req *req, struct kn_error **err);
+/* Computes the plan of req->op. With flush (may be NULL), a copy that can
+ * stream hands its entries to it as it goes; plan_finish returns the rest. */
+int plan_build(struct plan *p, const struct ex_fileop_req *req, const struct plan_flush *flush,
+               struct kn_error **err);
 /* Adds implicit parents, sorts, assigns hard links. Returns the live
  * entries in emit order (array of pointers into p->e, caller frees). */
 struct pentry **plan_finish(struct plan *p, size_t *n, struct kn_error **err);
