@@ -17,6 +17,7 @@
 #include "exec/fileop/plan.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,46 +215,35 @@ int ex_fileop_hash_cache_save(const char *path, struct kn_error **err)
     return 0;
 }
 
-/* A hit for a file by the stat its walk already has: no open, no read. */
-static bool hash_cached(const struct stat *st, char out[KN_DIGEST_SIZE])
+static struct hkey key_of(const struct stat *st)
 {
     struct hkey k = {.dev = st->st_dev,
                      .ino = st->st_ino,
                      .size = st->st_size,
                      .mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec,
                      .ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec};
-    pthread_mutex_lock(&cache_mu);
-    const struct hent *s = cache_find(&k);
-    bool hit = s != NULL;
-    if (hit) {
-        kn_digest_from_raw(s->digest, out);
-        cache_stats.hits++;
-    }
-    pthread_mutex_unlock(&cache_mu);
-    return hit;
+    return k;
 }
 
-int fo_hash_file(int fd, const struct stat *st, char out[KN_DIGEST_SIZE], struct kn_error **err)
+/* A hit for a file by the stat its walk already has: no open, no read.
+ * count: a lookup the statistics report (the read-ahead's are not). */
+static bool cache_lookup(const struct stat *st, char out[KN_DIGEST_SIZE], bool count)
 {
-    struct stat cur;
-    if (fstat(fd, &cur) < 0)
-        return kn_err_sys(err, "cannot stat a source file");
-    (void)st;
-    struct hkey k = {.dev = cur.st_dev,
-                     .ino = cur.st_ino,
-                     .size = cur.st_size,
-                     .mtime_ns = (int64_t)cur.st_mtim.tv_sec * 1000000000 + cur.st_mtim.tv_nsec,
-                     .ctime_ns = (int64_t)cur.st_ctim.tv_sec * 1000000000 + cur.st_ctim.tv_nsec};
+    struct hkey k = key_of(st);
     pthread_mutex_lock(&cache_mu);
     const struct hent *s = cache_find(&k);
-    if (s) {
+    if (s && out)
         kn_digest_from_raw(s->digest, out);
+    if (s && count)
         cache_stats.hits++;
-        pthread_mutex_unlock(&cache_mu);
-        return 0;
-    }
-    cache_stats.misses++;
     pthread_mutex_unlock(&cache_mu);
+    return s != NULL;
+}
+
+/* Hashes fd's content and caches it under k (a miss in the statistics). */
+static int hash_and_cache(int fd, const struct hkey *k, char out[KN_DIGEST_SIZE],
+                          struct kn_error **err)
+{
     struct kn_sha256 h;
     kn_sha256_init(&h);
     static const size_t bufsz = 1 << 17;
@@ -278,22 +268,81 @@ int fo_hash_file(int fd, const struct stat *st, char out[KN_DIGEST_SIZE], struct
     }
     free(buf);
     kn_sha256_final(&h, out);
-    pthread_mutex_lock(&cache_mu);
-    cache_stats.bytes_hashed += total;
     unsigned char raw[32];
     kn_digest_to_raw(out, raw);
-    cache_insert(&k, raw);
+    pthread_mutex_lock(&cache_mu);
+    cache_stats.misses++;
+    cache_stats.bytes_hashed += total;
+    cache_insert(k, raw);
     pthread_mutex_unlock(&cache_mu);
     return 0;
 }
 
+int fo_hash_file(int fd, const struct stat *st, char out[KN_DIGEST_SIZE], struct kn_error **err)
+{
+    struct stat cur;
+    if (fstat(fd, &cur) < 0)
+        return kn_err_sys(err, "cannot stat a source file");
+    (void)st;
+    if (cache_lookup(&cur, out, true))
+        return 0;
+    struct hkey k = key_of(&cur);
+    return hash_and_cache(fd, &k, out, err);
+}
+
 /* ---- the checksum of an action ---------------------------------------------- */
+
+/* The read-ahead: while the walk goes through the sources in order, a
+ * second thread walks them from the end, hashing files into the cache, and
+ * stops where the two meet (its first file that is cached or being hashed
+ * by the walk); the walk then finds the rest cached. No file is read twice:
+ * each thread marks the file it is hashing, and the walk waits for one the
+ * read-ahead is hashing rather than hashing it too. A warm cache stops the
+ * read-ahead at its first file. */
+struct ck_share {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct hkey fwd, back; /* the files being hashed, by the walk and the read-ahead */
+    bool fwd_busy, back_busy;
+    _Atomic bool stop;
+};
 
 struct ck {
     const struct ex_view *v;
     struct kn_sha256 h;
     struct kn_patterns *exclude;
+    struct ck_share *share; /* NULL: no read-ahead */
 };
+
+/* The walk's hash of a regular file: cached, being hashed by the
+ * read-ahead (wait for it), or hashed here. */
+static int ck_hash(struct ck *c, const struct vnode *n, char d[KN_DIGEST_SIZE],
+                   struct kn_error **err)
+{
+    struct ck_share *sh = c->share;
+    struct hkey k = key_of(&n->st);
+    if (sh) {
+        pthread_mutex_lock(&sh->mu);
+        while (sh->back_busy && hkey_eq(&sh->back, &k))
+            pthread_cond_wait(&sh->cond, &sh->mu);
+        sh->fwd = k;
+        sh->fwd_busy = true;
+        pthread_mutex_unlock(&sh->mu);
+    }
+    int rc = 0;
+    if (!cache_lookup(&n->st, d, true)) {
+        int fd = view_open_node(c->v, n, err);
+        rc = fd < 0 ? -1 : fo_hash_file(fd, &n->st, d, err);
+        if (fd >= 0)
+            close(fd);
+    }
+    if (sh) {
+        pthread_mutex_lock(&sh->mu);
+        sh->fwd_busy = false;
+        pthread_mutex_unlock(&sh->mu);
+    }
+    return rc;
+}
 
 static int ck_entry(struct ck *c, const char *path, const struct vnode *n, struct kn_error **err)
 {
@@ -315,15 +364,8 @@ static int ck_entry(struct ck *c, const char *path, const struct vnode *n, struc
         free(t);
     } else if (S_ISREG(st->st_mode)) {
         char d[KN_DIGEST_SIZE];
-        if (!hash_cached(st, d)) {
-            int fd = view_open_node(c->v, n, err);
-            if (fd < 0)
-                return -1;
-            int rc = fo_hash_file(fd, st, d, err);
-            close(fd);
-            if (rc < 0)
-                return -1;
-        }
+        if (ck_hash(c, n, d, err) < 0)
+            return -1;
         kn_sha256_update(&c->h, d, KN_DIGEST_LEN + 1);
     } else if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
         len = snprintf(rec, sizeof(rec), "%ju", (uintmax_t)st->st_rdev);
@@ -367,6 +409,94 @@ static int ck_walk(struct ck *c, const char *path, const char *rel, const struct
     return rc;
 }
 
+struct ahead {
+    struct ck_share share;
+    const struct ex_view *v;
+    const struct ir_file_action *a;
+    struct kn_patterns *exclude;
+    const struct srcmatch *m;
+    size_t nm;
+};
+
+/* The read-ahead's walk, last entry first. 1: stop (met the walk, told to
+ * stop, or an error, which the walk will meet and report). */
+static int ahead_walk(struct ahead *ra, const char *path, const char *rel, const struct vnode *n,
+                      int depth)
+{
+    struct ck_share *sh = &ra->share;
+    if (atomic_load(&sh->stop))
+        return 1;
+    if (S_ISREG(n->st.st_mode)) {
+        struct hkey k = key_of(&n->st);
+        pthread_mutex_lock(&sh->mu);
+        bool met = (sh->fwd_busy && hkey_eq(&sh->fwd, &k)) || cache_lookup(&n->st, NULL, false);
+        if (!met) {
+            sh->back = k;
+            sh->back_busy = true;
+        }
+        pthread_mutex_unlock(&sh->mu);
+        if (met)
+            return 1;
+        struct kn_error *e = NULL;
+        char d[KN_DIGEST_SIZE];
+        int fd = view_open_node(ra->v, n, &e);
+        int rc = fd < 0 ? -1 : hash_and_cache(fd, &k, d, &e);
+        if (fd >= 0)
+            close(fd);
+        kn_err_free(e);
+        pthread_mutex_lock(&sh->mu);
+        sh->back_busy = false;
+        pthread_cond_broadcast(&sh->cond);
+        pthread_mutex_unlock(&sh->mu);
+        return rc < 0;
+    }
+    if (!S_ISDIR(n->st.st_mode))
+        return 0;
+    if (depth > FO_MAX_DEPTH)
+        return 1;
+    struct ventry *ents = NULL;
+    size_t ne = 0;
+    struct kn_error *e = NULL;
+    if (view_list(ra->v, n, &ents, &ne, &e) < 0) {
+        kn_err_free(e);
+        return 1;
+    }
+    int stop = 0;
+    for (size_t i = ne; i-- > 0 && !stop;) {
+        char *cp = fo_join(path, ents[i].name);
+        char *cr = fo_join(rel, ents[i].name);
+        if (!action_excluded(ra->exclude, cp, cr)) {
+            struct vnode cn;
+            int f = view_child_entry(ra->v, n, &ents[i], &cn, &e);
+            if (f < 0) {
+                kn_err_free(e);
+                e = NULL;
+                stop = 1;
+            } else if (f > 0) {
+                stop = ahead_walk(ra, cp, cr, &cn, depth + 1);
+                vnode_release(&cn);
+            }
+        }
+        free(cp);
+        free(cr);
+    }
+    ventries_free(ents, ne);
+    return stop;
+}
+
+static void *ahead_main(void *arg)
+{
+    struct ahead *ra = arg;
+    for (size_t i = ra->nm; i-- > 0;) {
+        const struct srcmatch *m = &ra->m[i];
+        if ((ra->a->flags & IR_FF_WILDCARD) && action_excluded(ra->exclude, m->written, m->base))
+            continue;
+        if (ahead_walk(ra, m->written, "", &m->node, 0))
+            break;
+    }
+    return NULL;
+}
+
 int ex_fileop_checksum(const struct ex_view *v, const struct ir_file_action *a,
                        char out[KN_DIGEST_SIZE], struct kn_error **err)
 {
@@ -386,6 +516,30 @@ int ex_fileop_checksum(const struct ex_view *v, const struct ir_file_action *a,
         kn_patterns_free(c.exclude);
         return -1;
     }
+    /* the read-ahead, where there is a second CPU and more than a file */
+    struct ahead *ra = NULL;
+    pthread_t th;
+    static long ncpu;
+    if (!ncpu)
+        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu > 1 && (nm > 1 || (nm == 1 && S_ISDIR(m[0].node.st.st_mode)))) {
+        ra = kn_calloc(1, sizeof(*ra));
+        pthread_mutex_init(&ra->share.mu, NULL);
+        pthread_cond_init(&ra->share.cond, NULL);
+        ra->v = v;
+        ra->a = a;
+        ra->exclude = c.exclude;
+        ra->m = m;
+        ra->nm = nm;
+        if (pthread_create(&th, NULL, ahead_main, ra) == 0) {
+            c.share = &ra->share;
+        } else {
+            pthread_mutex_destroy(&ra->share.mu);
+            pthread_cond_destroy(&ra->share.cond);
+            free(ra);
+            ra = NULL;
+        }
+    }
     kn_sha256_init(&c.h);
     int rc = 0;
     for (size_t i = 0; i < nm && rc == 0; i++) {
@@ -395,6 +549,13 @@ int ex_fileop_checksum(const struct ex_view *v, const struct ir_file_action *a,
         char *top = kn_strdup(m[i].written);
         rc = ck_walk(&c, top, "", &m[i].node, 0, err);
         free(top);
+    }
+    if (ra) {
+        atomic_store(&ra->share.stop, true);
+        pthread_join(th, NULL);
+        pthread_mutex_destroy(&ra->share.mu);
+        pthread_cond_destroy(&ra->share.cond);
+        free(ra);
     }
     if (rc == 0)
         kn_sha256_final(&c.h, out);
