@@ -1120,7 +1120,8 @@ static void test_big_copy(void)
         ok(ex_fileop_checksum(big, &a, c1, &e) == 0, "big checksum, cold cache");
         struct ex_fileop_hash_stats hs;
         ex_fileop_hash_stats(&hs);
-        is_int((long long)hs.bytes_hashed, (long long)bytes, "each file read once (round %d)", round);
+        is_int((long long)hs.bytes_hashed, (long long)bytes, "each file read once (round %d)",
+               round);
         is_int((long long)hs.misses, 6000, "each inode hashed once (round %d)", round);
         ok(ex_fileop_checksum(big, &a, c2, &e) == 0 && strcmp(c1, c2) == 0,
            "the same checksum with a warm cache");
