@@ -185,9 +185,12 @@ struct ex_layer_writer *ex_layer_writer_new(struct ex_store *s, const struct ex_
     w->a = archive_write_new();
     if (!w->a)
         kn_die("out of memory");
+    /* no blocking (bytes per block 0): libarchive hands headers and file
+     * data straight to tar_write_cb instead of copying them into 64 KiB
+     * blocks first; the tar bytes, and so the diff_id, are the same */
     if (archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK ||
         archive_write_set_format_option(w->a, "pax", "xattrheader", "SCHILY") < ARCHIVE_WARN ||
-        archive_write_set_bytes_per_block(w->a, 64 * 1024) != ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(w->a, 0) != ARCHIVE_OK ||
         archive_write_set_bytes_in_last_block(w->a, 1) != ARCHIVE_OK ||
         archive_write_open(w->a, w, NULL, tar_write_cb, NULL) != ARCHIVE_OK) {
         archive_fail(w, "cannot start the layer tar", err);
