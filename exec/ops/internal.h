@@ -52,6 +52,8 @@ struct ex_result {
     char *filename;
 };
 
+struct ex_spec_key;
+
 struct ex_ops {
     struct ex_ops_opts o;
     char *context_dir;
@@ -60,6 +62,10 @@ struct ex_ops {
     struct ex_secret *secrets;
     size_t nsecrets;
     bool as_root;
+    /* cache keys being computed while their step runs (ops.c) */
+    pthread_mutex_t spec_mu;
+    struct ex_spec_key *spec;
+    uint64_t spec_seq;
 };
 
 struct ex_result *ex_result_new(enum ex_result_kind kind);

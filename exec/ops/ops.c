@@ -323,6 +323,9 @@ struct ex_snapshot *ex_result_snapshot(struct ex_ops *ops, struct ex_result *r,
 
 /* ---- the ops object --------------------------------------------------------- */
 
+static int spec_resolve(struct ex_ops *ops, const char *token, char key[KN_DIGEST_SIZE],
+                        struct kn_error **err);
+
 struct ex_ops *ex_ops_new(const struct ex_ops_opts *opts, struct kn_error **err)
 {
     (void)err;
@@ -346,6 +349,7 @@ struct ex_ops *ex_ops_new(const struct ex_ops_opts *opts, struct kn_error **err)
     ops->nsecrets = opts->nsecrets;
     ops->o.secrets = ops->secrets;
     ops->as_root = geteuid() == 0;
+    pthread_mutex_init(&ops->spec_mu, NULL);
     return ops;
 }
 
@@ -353,6 +357,10 @@ void ex_ops_free(struct ex_ops *ops)
 {
     if (!ops)
         return;
+    /* keys of steps canceled between their key and their run */
+    while (spec_resolve(ops, NULL, NULL, NULL) <= 0)
+        ;
+    pthread_mutex_destroy(&ops->spec_mu);
     free(ops->context_dir);
     for (size_t i = 0; i < ops->ncontexts; i++) {
         free((char *)ops->contexts[i].name);
@@ -514,9 +522,9 @@ static int run_merge(struct ex_result *const *inputs, size_t n, struct ex_result
 
 /* ---- cache keys and the cache index ------------------------------------------ */
 
-int ex_ops_cache_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
-                     struct ex_result *const *inputs, char key[KN_DIGEST_SIZE],
-                     struct kn_error **err)
+static int cache_key_now(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
+                         struct ex_result *const *inputs, char key[KN_DIGEST_SIZE],
+                         struct kn_error **err)
 {
     const struct ir_vertex *v = &g->v[vi];
     struct kn_sha256 h;
@@ -544,6 +552,150 @@ int ex_ops_cache_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
     }
     kn_sha256_final(&h, key);
     return 0;
+}
+
+/* ---- speculative cache keys ---------------------------------------------------
+ *
+ * A COPY from a build context must hash every file it copies before its key
+ * is known. When the store has never held a result of the step (no entry
+ * was ever stored for its vertex digest) and no registry cache is asked,
+ * the lookup can only miss: the key is then computed on a thread of its
+ * own while the step runs, and the result is stored under it once both are
+ * done. On a fresh CI runner the hashing pass overlaps the layer stream
+ * instead of preceding it. The scheduler sees a placeholder key, which
+ * ex_ops_cache_lookup misses and ex_ops_execute resolves. */
+
+#define SPEC_PREFIX "pending:"
+
+struct ex_spec_key {
+    struct ex_spec_key *next;
+    char token[KN_DIGEST_SIZE];
+    pthread_t th;
+    struct ex_ops *ops;
+    const struct ir_graph *g;
+    uint32_t vi;
+    struct ex_result **inputs; /* references held until the key is done */
+    size_t ninputs;
+    char key[KN_DIGEST_SIZE];
+    int rc;
+    struct kn_error *err;
+};
+
+static bool is_spec(const char *key)
+{
+    return key && strncmp(key, SPEC_PREFIX, strlen(SPEC_PREFIX)) == 0;
+}
+
+/* The index entry saying that a result of the vertex was stored once. */
+static void seen_key(const struct ir_vertex *v, char out[KN_DIGEST_SIZE])
+{
+    struct kn_sha256 h;
+    kn_sha256_init(&h);
+    kn_sha256_update(&h, "kiln.vertexseen/1", 17);
+    kn_sha256_update(&h, v->digest, KN_DIGEST_LEN);
+    kn_sha256_final(&h, out);
+}
+
+static void mark_seen(struct ex_ops *ops, const struct ir_vertex *v)
+{
+    char k[KN_DIGEST_SIZE];
+    seen_key(v, k);
+    struct kn_error *e = NULL;
+    if (ex_store_cache_put(ops->o.store, k, "1", &e) < 0) {
+        kn_warn("cannot index a cache entry: %s", e->msg);
+        kn_err_free(e);
+    }
+}
+
+static bool may_speculate(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
+                          struct ex_result *const *inputs)
+{
+    const struct ir_vertex *v = &g->v[vi];
+    if (v->op != IR_FILE || ops->o.ncache_from)
+        return false;
+    bool hashes = false;
+    for (size_t i = 0; i < v->u.file.nactions && !hashes; i++) {
+        const struct ir_file_action *a = &v->u.file.actions[i];
+        hashes = a->kind == IR_FILE_COPY && inputs[a->src_input]->kind != EX_RESULT_ROOTFS;
+    }
+    if (!hashes)
+        return false;
+    char k[KN_DIGEST_SIZE];
+    seen_key(v, k);
+    struct kn_buf val = KN_BUF_INIT;
+    struct kn_error *e = NULL;
+    int rc = ex_store_cache_get(ops->o.store, k, &val, &e);
+    kn_buf_release(&val);
+    kn_err_free(e);
+    return rc == 0;
+}
+
+static void spec_free(struct ex_spec_key *s)
+{
+    for (size_t i = 0; i < s->ninputs; i++)
+        ex_result_unref(s->inputs[i]);
+    free(s->inputs);
+    kn_err_free(s->err);
+    free(s);
+}
+
+static void *spec_main(void *arg)
+{
+    struct ex_spec_key *s = arg;
+    s->rc = cache_key_now(s->ops, s->g, s->vi, s->inputs, s->key, &s->err);
+    return NULL;
+}
+
+int ex_ops_cache_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
+                     struct ex_result *const *inputs, char key[KN_DIGEST_SIZE],
+                     struct kn_error **err)
+{
+    if (!may_speculate(ops, g, vi, inputs))
+        return cache_key_now(ops, g, vi, inputs, key, err);
+    struct ex_spec_key *s = kn_calloc(1, sizeof(*s));
+    s->ops = ops;
+    s->g = g;
+    s->vi = vi;
+    s->ninputs = g->v[vi].ninputs;
+    s->inputs = kn_calloc(s->ninputs + 1, sizeof(*s->inputs));
+    for (size_t i = 0; i < s->ninputs; i++)
+        s->inputs[i] = ex_result_ref(inputs[i]);
+    pthread_mutex_lock(&ops->spec_mu);
+    snprintf(s->token, sizeof(s->token), SPEC_PREFIX "%llu", (unsigned long long)++ops->spec_seq);
+    if (pthread_create(&s->th, NULL, spec_main, s) != 0) {
+        pthread_mutex_unlock(&ops->spec_mu);
+        spec_free(s);
+        return cache_key_now(ops, g, vi, inputs, key, err);
+    }
+    s->next = ops->spec;
+    ops->spec = s;
+    pthread_mutex_unlock(&ops->spec_mu);
+    memcpy(key, s->token, strlen(s->token) + 1);
+    return 0;
+}
+
+/* Waits for the key behind a placeholder and forgets it. NULL token: all. */
+static int spec_resolve(struct ex_ops *ops, const char *token, char key[KN_DIGEST_SIZE],
+                        struct kn_error **err)
+{
+    pthread_mutex_lock(&ops->spec_mu);
+    struct ex_spec_key **pp = &ops->spec;
+    while (*pp && token && strcmp((*pp)->token, token) != 0)
+        pp = &(*pp)->next;
+    struct ex_spec_key *s = *pp;
+    if (s)
+        *pp = s->next;
+    pthread_mutex_unlock(&ops->spec_mu);
+    if (!s)
+        return token ? kn_err_set(err, KN_E_INTERNAL, "unknown pending cache key '%s'", token) : 1;
+    pthread_join(s->th, NULL);
+    int rc = s->rc;
+    if (rc == 0 && key)
+        memcpy(key, s->key, KN_DIGEST_SIZE);
+    else if (rc < 0 && err)
+        kn_err_propagate(err, &s->err);
+    spec_free(s);
+    return rc;
 }
 
 /* A cache entry's result, or NULL when it is unusable: corrupt, or its
@@ -584,8 +736,9 @@ int ex_ops_cache_lookup(struct ex_ops *ops, const struct ir_graph *g, uint32_t v
                         struct ex_result **out, struct kn_error **err)
 {
     enum ir_op op = g->v[vi].op;
-    /* sources are cheap to "run" and must see the registry's current state */
-    if (op != IR_EXEC && op != IR_FILE && op != IR_MERGE)
+    /* sources are cheap to "run" and must see the registry's current state;
+     * a placeholder key is a step never cached */
+    if ((op != IR_EXEC && op != IR_FILE && op != IR_MERGE) || is_spec(key))
         return 0;
     struct kn_buf val = KN_BUF_INIT;
     struct ex_result *r = NULL;
@@ -611,6 +764,8 @@ int ex_ops_cache_lookup(struct ex_ops *ops, const struct ir_graph *g, uint32_t v
             kn_buf_release(&val);
             return -1;
         }
+        if (r)
+            mark_seen(ops, &g->v[vi]);
     }
     if (r)
         export_entry(ops, key, val.data);
@@ -660,11 +815,27 @@ int ex_ops_execute(struct ex_ops *ops, const struct ex_job *job, const struct ir
     default:
         return kn_err_set(err, KN_E_INTERNAL, "unknown op %d", (int)v->op);
     }
+    char real[KN_DIGEST_SIZE];
+    if (is_spec(key)) {
+        /* the step's own failure is the one to report */
+        struct kn_error *ke = NULL;
+        int krc = spec_resolve(ops, key, real, &ke);
+        if (rc == 0 && krc < 0) {
+            kn_err_propagate(err, &ke);
+            ex_result_unref(*out);
+            *out = NULL;
+            return -1;
+        }
+        kn_err_free(ke);
+        key = real;
+    }
     if (rc == 0 && key && ex_ops_cache_store(ops, key, *out, err) < 0) {
         ex_result_unref(*out);
         *out = NULL;
         return -1;
     }
+    if (rc == 0 && key && (*out)->kind == EX_RESULT_ROOTFS)
+        mark_seen(ops, v);
     return rc;
 }
 
