@@ -38,6 +38,7 @@ struct scan_ent {
     off_t size;
     int64_t mtime, ctime;
     ino_t ino;
+    int64_t btime; /* directories: birth time (ns), 0 where unknown */
     dev_t dev;
     dev_t rdev;
     bool seen;     /* before-entries: still present after */
@@ -86,6 +87,12 @@ static void ent_fill(struct scan_walk *w, struct scan_ent *e, const char *path, 
     e->ino = st->st_ino;
     e->dev = st->st_dev;
     e->rdev = st->st_rdev;
+    /* a directory deleted and re-created may get its inode number back:
+     * its birth time tells it from the one it replaced */
+    struct statx sx;
+    if (S_ISDIR(st->st_mode) && statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_BTIME, &sx) == 0 &&
+        (sx.stx_mask & STATX_BTIME))
+        e->btime = (int64_t)sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec;
     if (S_ISLNK(st->st_mode)) {
         char buf[4096];
         ssize_t n = readlinkat(dfd, name, buf, sizeof(buf) - 1);
@@ -490,7 +497,8 @@ int ex_scan_diff(struct ex_scan *sc, const char *diffdir, struct ex_scan_stats *
                 b->seen = true;
                 /* a directory deleted and re-created, or replaced by a non-dir: its
                  * old entries are hidden by the new entry, not by whiteouts */
-                if (S_ISDIR(b->mode) && (!S_ISDIR(e->mode) || b->ino != e->ino)) {
+                if (S_ISDIR(b->mode) && (!S_ISDIR(e->mode) || b->ino != e->ino ||
+                                         (b->btime && e->btime && b->btime != e->btime))) {
                     b->replaced = true;
                     opaque = S_ISDIR(e->mode);
                 }
