@@ -809,12 +809,8 @@ int cmd_build(int argc, char **argv)
      * time waiting (network, disk, sleep) and the kernel schedules its
      * processes, so independent stages should not queue behind the CPU count
      * (BuildKit does not limit them at all) */
-    /* zstd workers: the thread that tars and hashes a layer keeps a CPU of
-     * its own (on 2 CPUs one worker is as fast as two, and 3 MiB smaller),
-     * and beyond three workers the 1 MiB jobs gain little for ~2.5 MiB each;
-     * the blob is the same whatever the count */
-    long cpus = a.jobs > 0 && a.jobs < ncpu ? a.jobs : ncpu;
-    a.layer.threads = cpus <= 2 ? 1 : cpus - 1 > 3 ? 3 : (int)cpus - 1;
+    /* the CPUs a layer's compression may use (exec/layer picks its workers) */
+    a.layer.threads = (int)(a.jobs > 0 && a.jobs < ncpu ? a.jobs : ncpu);
     if (!a.jobs)
         a.jobs = ncpu * 2 < 4 ? 4 : (int)(ncpu * 2 > SCHED_MAX_JOBS ? SCHED_MAX_JOBS : ncpu * 2);
     struct kn_error *err = NULL;

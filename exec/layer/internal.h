@@ -25,6 +25,17 @@
  * process locale, without touching process-wide state. */
 locale_t ex_layer_utf8_locale(void);
 
+/* Parallel gzip (pgzip.c): the output, in order, goes to out. The bytes
+ * depend on the level only, not on the number of threads. */
+typedef int (*ex_pgzip_out_fn)(void *ctx, const void *data, size_t n, struct kn_error **err);
+struct ex_pgzip;
+struct ex_pgzip *ex_pgzip_new(int level, int threads, ex_pgzip_out_fn out, void *ctx,
+                              struct kn_error **err);
+int ex_pgzip_write(struct ex_pgzip *p, const void *data, size_t n, struct kn_error **err);
+/* Compresses what is left and writes the trailer. */
+int ex_pgzip_finish(struct ex_pgzip *p, struct kn_error **err);
+void ex_pgzip_free(struct ex_pgzip *p);
+
 /* Tests set this to exercise the fallback used where openat2 is missing. */
 extern bool ex_layer_no_openat2;
 

@@ -34,7 +34,7 @@ struct ex_layer_opts {
     enum ex_compression compression;
     int level;                 /* 0 = the codec's default */
     int64_t source_date_epoch; /* clamp mtimes to this; -1 = keep mtimes */
-    int threads;               /* compression threads (zstd), 0 = 1 */
+    int threads;               /* CPUs compression may use, 0 = 1 */
 };
 
 /* Sets up the codec's once-only process state (the UTF-8 locale libarchive
