@@ -184,8 +184,9 @@ static int submit(struct ex_pgzip *p, bool last, struct kn_error **err)
 {
     if (!p->header_written) {
         /* no name, no time, XFL as zlib sets it, OS 3 (Unix) */
-        unsigned char h[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0,
-                               (unsigned char)(p->level == 9 ? 2 : p->level < 2 ? 4 : 0), 3};
+        unsigned char h[10] = {
+            0x1f, 0x8b, 8, 0, 0, 0, 0, 0, (unsigned char)(p->level == 9 ? 2 : p->level < 2 ? 4 : 0),
+            3};
         if (p->out_fn(p->out_ctx, h, sizeof(h), err) < 0)
             return -1;
         p->header_written = true;

@@ -100,8 +100,8 @@ int main(void)
         data[i] = i < max / 2 ? (unsigned char)"kiln layer data "[(i / 3) % 16]
                               : (unsigned char)(rand_r(&seed) >> 7);
 
-    size_t sizes[] = {0, 1, 1000, (128u << 10) - 1, 128u << 10, (128u << 10) + 1,
-                      3 * (128u << 10) + 17, max};
+    size_t sizes[] = {
+        0, 1, 1000, (128u << 10) - 1, 128u << 10, (128u << 10) + 1, 3 * (128u << 10) + 17, max};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(*sizes); i++) {
         size_t n = sizes[i];
         struct kn_buf one = gz(data, n, 6, 1);
