@@ -396,34 +396,61 @@ static json_t *output_json(struct enc *e, const struct ir_graph *g, const struct
     return o;
 }
 
+/* Appends v as jansson's JSON_INDENT(2) writes it at nesting depth depth
+ * (its lines after the first shifted right by 2 * depth spaces: JSON
+ * strings hold no raw newline, so every newline is jansson's). */
+static void dump_at(json_t *v, int depth, struct kn_buf *out)
+{
+    struct kn_buf tmp = KN_BUF_INIT;
+    json_dump_callback(v, buf_append, &tmp, JSON_INDENT(2));
+    const char *p = tmp.data ? tmp.data : "", *end = p + tmp.len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+        kn_buf_add(out, p, n);
+        if (nl)
+            kn_buf_addf(out, "%*s", 2 * depth, "");
+        p += n;
+    }
+    kn_buf_release(&tmp);
+}
+
+/* The graph is written a vertex at a time, each one's jansson tree freed
+ * before the next is built (a 10,000-vertex graph's whole tree took tens of
+ * MiB); the bytes are those json_dump of the whole tree with JSON_INDENT(2)
+ * gives. */
 int ir_graph_to_json(const struct ir_graph *g, struct kn_buf *out, struct kn_error **err)
 {
     struct enc e = {0};
-    json_t *root = json_object();
-    json_object_set_new(root, "version", json_integer(IR_JSON_VERSION));
-    json_t *vs = json_array();
-    json_object_set_new(root, "vertices", vs);
-    for (size_t i = 0; i < g->nv; i++)
-        json_array_append_new(vs, vertex_json(&e, g, &g->v[i]));
-    json_t *os = json_array();
-    json_object_set_new(root, "outputs", os);
-    for (size_t i = 0; i < g->noutputs; i++) {
+    size_t start = out->len;
+    kn_buf_addf(out, "{\n  \"version\": %d,\n  \"vertices\": [", IR_JSON_VERSION);
+    for (size_t i = 0; i < g->nv && !e.bad; i++) {
+        json_t *v = vertex_json(&e, g, &g->v[i]);
+        kn_buf_adds(out, i ? ",\n    " : "\n    ");
+        dump_at(v, 2, out);
+        json_decref(v);
+    }
+    kn_buf_adds(out, g->nv ? "\n  ],\n  \"outputs\": [" : "],\n  \"outputs\": [");
+    for (size_t i = 0; i < g->noutputs && !e.bad; i++) {
         json_t *o = output_json(&e, g, &g->outputs[i], err);
         if (!o) {
-            json_decref(root);
+            kn_buf_truncate(out, start);
             return -1;
         }
-        json_array_append_new(os, o);
+        kn_buf_adds(out, i ? ",\n    " : "\n    ");
+        dump_at(o, 2, out);
+        json_decref(o);
     }
-    json_object_set_new(root, "notes", strv_json(&e, "notes", g->notes, g->nnotes));
+    kn_buf_adds(out, g->noutputs ? "\n  ],\n  \"notes\": " : "],\n  \"notes\": ");
+    json_t *notes = strv_json(&e, "notes", g->notes, g->nnotes);
+    dump_at(notes, 1, out);
+    json_decref(notes);
     if (e.bad) {
-        json_decref(root);
+        kn_buf_truncate(out, start);
         return kn_err_set(err, KN_E_PARSE,
                           "cannot write the graph as JSON: '%s' is not valid UTF-8", e.bad);
     }
-    json_dump_callback(root, buf_append, out, JSON_INDENT(2));
-    kn_buf_addc(out, '\n');
-    json_decref(root);
+    kn_buf_adds(out, "\n}\n");
     return 0;
 }
 

@@ -174,9 +174,16 @@ void kn_buf_addf(struct kn_buf *b, const char *fmt, ...)
 
 void kn_buf_reset(struct kn_buf *b)
 {
-    b->len = 0;
+    kn_buf_truncate(b, 0);
+}
+
+void kn_buf_truncate(struct kn_buf *b, size_t len)
+{
+    if (len >= b->len)
+        return;
+    b->len = len;
     if (b->data)
-        b->data[0] = '\0';
+        b->data[len] = '\0';
 }
 
 void kn_buf_release(struct kn_buf *b)

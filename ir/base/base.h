@@ -135,7 +135,8 @@ void kn_buf_adds(struct kn_buf *b, const char *s);
 void kn_buf_addc(struct kn_buf *b, char c);
 void kn_buf_addf(struct kn_buf *b, const char *fmt, ...) KN_PRINTF(2, 3);
 void kn_buf_vaddf(struct kn_buf *b, const char *fmt, va_list ap) KN_PRINTF(2, 0);
-void kn_buf_reset(struct kn_buf *b); /* len = 0, keeps memory */
+void kn_buf_reset(struct kn_buf *b);                /* len = 0, keeps memory */
+void kn_buf_truncate(struct kn_buf *b, size_t len); /* shortens to len, keeps memory */
 void kn_buf_release(struct kn_buf *b);
 char *
 kn_buf_detach(struct kn_buf *b); /* returns the string ("" if empty), buffer is reset to empty */
