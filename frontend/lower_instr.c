@@ -456,7 +456,10 @@ static int lower_copy_in(struct lw *lw, struct lw_stage *st, const struct fe_ins
     bool link = fe_instr_flag(in, "link") != NULL;
     bool parents = fe_instr_flag(in, "parents") != NULL;
     bool keep_git = add && fe_instr_flag(in, "keep-git-dir") != NULL;
-    (void)keep_git;
+    /* --unpack: local archives are extracted unless it is false, downloads
+     * only when it is true */
+    const struct fe_flag *unpack_flag = add ? fe_instr_flag(in, "unpack") : NULL;
+    bool unpack_set = unpack_flag != NULL, unpack = unpack_flag != NULL;
     for (size_t i = 0; i < in->nflags; i++) {
         const struct fe_flag *f = &in->flags[i];
         if (strcmp(f->name, "exclude") != 0)
@@ -472,15 +475,18 @@ static int lower_copy_in(struct lw *lw, struct lw_stage *st, const struct fe_ins
         }
         kn_vec_push(&c->excludes, p);
     }
-    const struct fe_flag *link_flag = fe_instr_flag(in, "link");
-    if (link_flag && link_flag->has_value && strcmp(link_flag->value, "true") != 0) {
-        if (strcmp(link_flag->value, "false") == 0)
-            link = false;
-        else {
-            lw_err(lw, err, in, link_flag->col, KN_E_PARSE, "invalid value '%s' for --link",
-                   link_flag->value);
+    const char *bools[] = {"link", "keep-git-dir", "unpack"};
+    bool *vals[] = {&link, &keep_git, &unpack};
+    for (size_t i = 0; i < 3; i++) {
+        const struct fe_flag *bf = fe_instr_flag(in, bools[i]);
+        if (!bf || !bf->has_value || strcmp(bf->value, "true") == 0)
+            continue;
+        if (strcmp(bf->value, "false") != 0) {
+            lw_err(lw, err, in, bf->col, KN_E_PARSE, "invalid value '%s' for --%s", bf->value,
+                   bools[i]);
             return -1;
         }
+        *vals[i] = false;
     }
     int mode = -1;
     bool symbolic = false;
@@ -605,10 +611,6 @@ static int lower_copy_in(struct lw *lw, struct lw_stage *st, const struct fe_ins
             kn_vec_push(&c->actions, a);
             continue;
         }
-        if (add && is_git(s)) {
-            lw_err(lw, err, in, 0, KN_E_PARSE, "git sources in ADD are not supported yet: '%s'", s);
-            return -1;
-        }
         a.kind = IR_FILE_COPY;
         a.dest = ir_graph_strdup(
             lw->g, dest_dir && strcmp(dest, "/") != 0 ? lw_printf(lw, "%s/", dest) : dest);
@@ -616,7 +618,34 @@ static int lower_copy_in(struct lw *lw, struct lw_stage *st, const struct fe_ins
                   IR_FF_ALLOW_EMPTY_WILDCARD;
         if (dest_dir)
             a.flags |= IR_FF_DEST_IS_DIR;
-        if (add && is_url(s)) {
+        if (add && is_git(s)) {
+            /* REMOTE[#REF[:SUBDIR]], as BuildKit reads it: the checkout's
+             * contents go into dest */
+            const char *hash = strchr(s, '#');
+            struct ir_vertex gv = {0};
+            gv.op = IR_SOURCE_GIT;
+            gv.u.git.remote = ir_graph_strdup(
+                lw->g, hash ? kn_arena_strndup(&lw->arena, s, (size_t)(hash - s)) : s);
+            if (hash && hash[1]) {
+                const char *colon = strchr(hash + 1, ':');
+                size_t rl = colon ? (size_t)(colon - hash - 1) : strlen(hash + 1);
+                if (rl)
+                    gv.u.git.ref =
+                        ir_graph_strdup(lw->g, kn_arena_strndup(&lw->arena, hash + 1, rl));
+                if (colon && colon[1])
+                    gv.u.git.subdir = ir_graph_strdup(lw->g, colon + 1);
+            }
+            gv.u.git.keep_git_dir = keep_git;
+            int64_t gid = lw_add_vertex(lw, st, in, &gv, lw_printf(lw, "ADD %s", s), err);
+            if (gid < 0)
+                return -1;
+            a.src_input = add_input(&c->inputs, gid);
+            a.src = ir_graph_strdup(lw->g, "/");
+            if (c->excludes.n) {
+                a.exclude = ir_graph_strv(lw->g, c->excludes.v, c->excludes.n);
+                a.nexclude = c->excludes.n;
+            }
+        } else if (add && is_url(s)) {
             if (from) {
                 lw_err(lw, err, in, 0, KN_E_PARSE, "ADD --from cannot be used with a URL: '%s'", s);
                 return -1;
@@ -634,6 +663,8 @@ static int lower_copy_in(struct lw *lw, struct lw_stage *st, const struct fe_ins
             a.src = ir_graph_strdup(lw->g, lw_printf(lw, "/%s", fname));
             if (a.mode < 0 && !a.chmod)
                 a.mode = 0600;
+            if (unpack)
+                a.flags |= IR_FF_UNPACK; /* ADD --unpack=true of a download */
         } else {
             if (src_default < 0) {
                 int64_t ctx = lw_context_vertex(lw, err);
@@ -646,7 +677,7 @@ static int lower_copy_in(struct lw *lw, struct lw_stage *st, const struct fe_ins
             a.src = ir_graph_strdup(lw->g, clean);
             if (strpbrk(s, "*?["))
                 a.flags |= IR_FF_WILDCARD;
-            if (add)
+            if (add && (!unpack_set || unpack))
                 a.flags |= IR_FF_UNPACK; /* exec unpacks it if it is a tar archive */
             if (parents)
                 a.flags |= IR_FF_PARENTS;

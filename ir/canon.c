@@ -269,6 +269,12 @@ static void params_c(struct cw *w, const struct ir_vertex *v)
         f_str(w, "filename", v->u.http.filename);
         f_str(w, "url", v->u.http.url);
         break;
+    case IR_SOURCE_GIT:
+        f_true(w, "keep_git_dir", v->u.git.keep_git_dir);
+        f_str(w, "ref", v->u.git.ref);
+        f_str(w, "remote", v->u.git.remote);
+        f_str(w, "subdir", v->u.git.subdir);
+        break;
     case IR_EXEC: {
         const struct ir_exec *x = &v->u.exec;
         f_strv(w, "argv", x->argv, x->argc);

@@ -107,6 +107,11 @@ static void summary(const struct ir_vertex *v, struct kn_buf *b)
     case IR_SOURCE_HTTP:
         kn_buf_adds(b, v->u.http.url ? v->u.http.url : "");
         break;
+    case IR_SOURCE_GIT:
+        kn_buf_adds(b, v->u.git.remote ? v->u.git.remote : "");
+        if (v->u.git.ref)
+            kn_buf_addf(b, "#%s", v->u.git.ref);
+        break;
     case IR_EXEC:
         for (size_t i = 0; i < v->u.exec.argc; i++) {
             if (i)
@@ -147,6 +152,7 @@ static const char *op_shape(enum ir_op op)
     case IR_SOURCE_SCRATCH:
         return "circle";
     case IR_SOURCE_HTTP:
+    case IR_SOURCE_GIT:
         return "component";
     case IR_EXEC:
         return "box";

@@ -21,6 +21,7 @@ static const char *const op_names[IR_OP_COUNT] = {
     [IR_EXEC] = "exec",
     [IR_FILE] = "file",
     [IR_MERGE] = "merge",
+    [IR_SOURCE_GIT] = "source.git",
 };
 
 const char *ir_op_name(enum ir_op op)
@@ -336,6 +337,7 @@ static int validate(const struct ir_graph *g, const struct ir_vertex *v, struct 
     case IR_SOURCE_LOCAL:
     case IR_SOURCE_SCRATCH:
     case IR_SOURCE_HTTP:
+    case IR_SOURCE_GIT:
         if (v->ninputs)
             return kn_err_set(err, KN_E_PARSE, "%s vertex: takes no inputs, got %zu", op,
                               v->ninputs);
@@ -378,6 +380,16 @@ static int validate(const struct ir_graph *g, const struct ir_vertex *v, struct 
         if (s->checksum && !kn_digest_valid(s->checksum))
             return kn_err_set(err, KN_E_PARSE, "%s vertex: checksum '%s' is not a sha256 digest",
                               op, s->checksum);
+        break;
+    }
+    case IR_SOURCE_GIT: {
+        const struct ir_source_git *s = &v->u.git;
+        if (check_str(op, "remote", s->remote, true, err) < 0 ||
+            check_str(op, "ref", s->ref, false, err) < 0 ||
+            check_str(op, "subdir", s->subdir, false, err) < 0)
+            return -1;
+        if (!s->remote[0])
+            return kn_err_set(err, KN_E_PARSE, "%s vertex: empty remote", op);
         break;
     }
     case IR_EXEC: {

@@ -39,6 +39,7 @@ enum ir_op {
     IR_EXEC,           /* "exec": run a process on inputs[0] (RUN) */
     IR_FILE,           /* "file": copy/mkdir/mkfile/rm/symlink on inputs[0] (COPY, ADD, WORKDIR) */
     IR_MERGE,          /* "merge": layer inputs on top of each other (COPY --link) */
+    IR_SOURCE_GIT,     /* "source.git": a ref of a git repository, checked out */
     IR_OP_COUNT
 };
 
@@ -71,6 +72,13 @@ struct ir_source_http {
     char *url;
     char *checksum; /* "sha256:..." the download must match, or NULL */
     char *filename; /* base name of the file created, derived from the URL when NULL */
+};
+
+struct ir_source_git {
+    char *remote;      /* the repository URL, without its #fragment */
+    char *ref;         /* branch, tag or commit id; NULL: the remote's HEAD */
+    char *subdir;      /* the directory of the checkout to use; NULL: its root */
+    bool keep_git_dir; /* keep .git (ADD --keep-git-dir) */
 };
 
 enum ir_network { IR_NET_DEFAULT, IR_NET_HOST, IR_NET_NONE };
@@ -156,6 +164,7 @@ struct ir_vertex {
         struct ir_source_image image;
         struct ir_source_local local;
         struct ir_source_http http;
+        struct ir_source_git git;
         struct ir_exec exec;
         struct ir_file file;
     } u;

@@ -266,6 +266,12 @@ static json_t *params_json(struct enc *e, const struct ir_vertex *v)
         set_str(e, o, "checksum", v->u.http.checksum);
         set_str(e, o, "filename", v->u.http.filename);
         break;
+    case IR_SOURCE_GIT:
+        set_str(e, o, "remote", v->u.git.remote);
+        set_str(e, o, "ref", v->u.git.ref);
+        set_str(e, o, "subdir", v->u.git.subdir);
+        set_true(o, "keep_git_dir", v->u.git.keep_git_dir);
+        break;
     case IR_EXEC: {
         const struct ir_exec *x = &v->u.exec;
         set_strv(e, o, "argv", x->argv, x->argc);
@@ -716,6 +722,7 @@ static int params_from_json(struct dec *d, json_t *p, struct ir_vertex *v)
     static const char *const k_platform[] = {"os", "arch", "variant", NULL};
     static const char *const k_local[] = {"name", "include", "exclude", NULL};
     static const char *const k_http[] = {"url", "checksum", "filename", NULL};
+    static const char *const k_git[] = {"remote", "ref", "subdir", "keep_git_dir", NULL};
     static const char *const k_exec[] = {"argv",    "env",      "cwd",    "user",
                                          "network", "security", "mounts", NULL};
     static const char *const k_file[] = {"actions", NULL};
@@ -756,6 +763,15 @@ static int params_from_json(struct dec *d, json_t *p, struct ir_vertex *v)
             get_str(d, p, "url", true, &v->u.http.url) < 0 ||
             get_str(d, p, "checksum", false, &v->u.http.checksum) < 0 ||
             get_str(d, p, "filename", false, &v->u.http.filename) < 0)
+            break;
+        rc = 0;
+        break;
+    case IR_SOURCE_GIT:
+        if (check_keys(d, p, k_git, "parameter") < 0 ||
+            get_str(d, p, "remote", true, &v->u.git.remote) < 0 ||
+            get_str(d, p, "ref", false, &v->u.git.ref) < 0 ||
+            get_str(d, p, "subdir", false, &v->u.git.subdir) < 0 ||
+            get_bool(d, p, "keep_git_dir", &v->u.git.keep_git_dir) < 0)
             break;
         rc = 0;
         break;

@@ -62,8 +62,10 @@ struct ex_ops {
     struct ex_secret *secrets;
     size_t nsecrets;
     bool as_root;
-    /* cache keys being computed while their step runs (ops.c) */
+    /* cache keys being computed while their step runs (ops.c), and
+     * directories to remove when the build ends (git checkouts); under spec_mu */
     pthread_mutex_t spec_mu;
+    struct kn_strv tmpdirs;
     struct ex_spec_key *spec;
     uint64_t spec_seq;
 };
@@ -93,6 +95,8 @@ int ex_ops_run_file(struct ex_ops *ops, const struct ex_job *job, const struct i
                     struct kn_error **err);
 int ex_ops_run_http(struct ex_ops *ops, const struct ir_source_http *src, struct ex_result **out,
                     struct kn_error **err);
+int ex_ops_run_git(struct ex_ops *ops, const struct ir_source_git *src, struct ex_result **out,
+                   struct kn_error **err);
 /* Packs a RUN's upper directory into a layer blob; rootless, from inside a
  * user namespace with the sandbox's id map, so the layer holds the ids the
  * step saw (userns.c). */

@@ -361,6 +361,14 @@ void ex_ops_free(struct ex_ops *ops)
     while (spec_resolve(ops, NULL, NULL, NULL) <= 0)
         ;
     pthread_mutex_destroy(&ops->spec_mu);
+    for (size_t i = 0; i < ops->tmpdirs.n; i++) {
+        struct kn_error *e = NULL;
+        if (ex_store_remove_tree(ops->tmpdirs.v[i], &e) < 0) {
+            kn_warn("cannot remove '%s': %s", ops->tmpdirs.v[i], e->msg);
+            kn_err_free(e);
+        }
+    }
+    kn_strv_release(&ops->tmpdirs);
     free(ops->context_dir);
     for (size_t i = 0; i < ops->ncontexts; i++) {
         free((char *)ops->contexts[i].name);
@@ -379,7 +387,7 @@ void ex_ops_free(struct ex_ops *ops)
 bool ex_ops_is_io(const struct ir_graph *g, uint32_t vi)
 {
     enum ir_op op = g->v[vi].op;
-    return op == IR_SOURCE_IMAGE || op == IR_SOURCE_HTTP;
+    return op == IR_SOURCE_IMAGE || op == IR_SOURCE_HTTP || op == IR_SOURCE_GIT;
 }
 
 /* ---- sources ------------------------------------------------------------------ */
@@ -803,6 +811,8 @@ int ex_ops_execute(struct ex_ops *ops, const struct ex_job *job, const struct ir
         return run_source_scratch(out);
     case IR_SOURCE_HTTP:
         return ex_ops_run_http(ops, &v->u.http, out, err);
+    case IR_SOURCE_GIT:
+        return ex_ops_run_git(ops, &v->u.git, out, err);
     case IR_EXEC:
         rc = ex_ops_run_exec(ops, job, g, vi, inputs, out, err);
         break;

@@ -172,6 +172,7 @@ FROM $BASE
 ADD arch.tar.gz /x/
 ADD plain.tar /y
 ADD notar.txt /z/
+ADD --unpack=false arch.tar.gz /kept/
 EOF
     build_oci
     assert_file x/inner/f in
@@ -179,6 +180,9 @@ EOF
     assert_file y/inner/f in
     assert_file z/notar.txt plain
     assert_no_path x/arch.tar.gz
+    # --unpack=false copies the archive as it is
+    assert_equal "$(sha256sum <"$ROOTFS/kept/arch.tar.gz")" "$(sha256sum <arch.tar.gz)" "kept archive"
+    assert_no_path kept/inner
 }
 
 @test "ADD of a URL with --checksum from a local HTTP server" {
@@ -200,10 +204,14 @@ FROM $BASE
 ADD --checksum=sha256:$sum http://127.0.0.1:$port/file.txt /dl/
 ADD http://127.0.0.1:$port/a.tar.gz /dl/
 ADD --chmod=0600 http://127.0.0.1:$port/file.txt /dl/renamed
+ADD --unpack=true http://127.0.0.1:$port/a.tar.gz /unpacked/
 EOF
     build_oci
     assert_file dl/file.txt served
     assert_file dl/a.tar.gz
+    # a download is extracted only with --unpack=true
+    assert_file unpacked/file.txt served
+    assert_no_path unpacked/a.tar.gz
     assert_equal "$(stat_of dl/renamed)" "600 0:0" "renamed mode"
     # a wrong checksum fails the build with the Dockerfile line
     bad=$(printf '0%.0s' $(seq 64))

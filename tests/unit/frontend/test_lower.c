@@ -374,8 +374,12 @@ static void test_mount_and_copy_errors(void)
          "when using COPY with more than one source file, the destination must be a directory "
          "and end with a /",
          1},
-        {"FROM a\nADD git@github.com:x/y.git /src\n",
-         "git sources in ADD are not supported yet: 'git@github.com:x/y.git'", 1},
+        {"FROM a\nADD --keep-git-dir=maybe git@github.com:x/y.git /src\n",
+         "expecting boolean value for flag --keep-git-dir, not: maybe", 5},
+        {"FROM a\nADD "
+         "--checksum=sha256:0123456789012345678901234567890123456789012345678901234567890123 "
+         "git@github.com:x/y.git /src\n",
+         "checksum requires an HTTP(S) source", 5},
     };
     for (size_t i = 0; i < KN_ARRAY_SIZE(cases); i++) {
         struct kn_error *err = NULL;

@@ -44,7 +44,7 @@ static void test_op_names(void)
     ok(ir_op_name((enum ir_op) - 1) == NULL, "negative op has no name");
     for (int i = 0; i < IR_OP_COUNT; i++)
         is_int(ir_op_from_name(ir_op_name((enum ir_op)i)), i, "op %d round-trips", i);
-    is_int(ir_op_from_name("source.git"), -1, "unknown op name");
+    is_int(ir_op_from_name("source.svn"), -1, "unknown op name");
     is_int(ir_op_from_name(NULL), -1, "NULL op name");
 }
 

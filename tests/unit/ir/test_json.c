@@ -546,8 +546,8 @@ static void test_errors(void)
     expect_fill_error(
         "{\"version\":1,\"vertices\":[{\"digest\":\"@S\",\"op\":\"merge\",\"inputs\":[\"@S\"]}]}",
         "graph 'g.json': cycle through vertex @S", "self loop");
-    expect_fill_error("{\"version\":1,\"vertices\":[{\"digest\":\"@S\",\"op\":\"source.git\"}]}",
-                      "graph 'g.json': vertex @S: unknown op 'source.git'", "unknown op");
+    expect_fill_error("{\"version\":1,\"vertices\":[{\"digest\":\"@S\",\"op\":\"source.svn\"}]}",
+                      "graph 'g.json': vertex @S: unknown op 'source.svn'", "unknown op");
     expect_fill_error("{\"version\":1,\"vertices\":[{\"digest\":\"@S\"}]}",
                       "graph 'g.json': vertex @S: missing 'op'", "missing op");
     expect_fill_error("{\"version\":1,\"vertices\":[{\"digest\":\"@S\",\"op\":\"source.scratch\","
