@@ -92,14 +92,7 @@ void plan_release(struct plan *p)
     for (size_t i = 0; i < p->tmpviews.n; i++)
         ex_view_free(p->tmpviews.v[i]);
     free(p->tmpviews.v);
-    for (size_t i = 0; i < p->tmpdirs.n; i++) {
-        struct kn_error *e = NULL;
-        if (ex_store_remove_tree(p->tmpdirs.v[i], &e) < 0) {
-            kn_warn("cannot remove '%s': %s", p->tmpdirs.v[i], e->msg);
-            kn_err_free(e);
-        }
-    }
-    kn_strv_release(&p->tmpdirs);
+    ex_store_remove_trees(&p->tmpdirs);
     memset(p, 0, sizeof(*p));
 }
 

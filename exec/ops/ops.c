@@ -361,14 +361,7 @@ void ex_ops_free(struct ex_ops *ops)
     while (spec_resolve(ops, NULL, NULL, NULL) <= 0)
         ;
     pthread_mutex_destroy(&ops->spec_mu);
-    for (size_t i = 0; i < ops->tmpdirs.n; i++) {
-        struct kn_error *e = NULL;
-        if (ex_store_remove_tree(ops->tmpdirs.v[i], &e) < 0) {
-            kn_warn("cannot remove '%s': %s", ops->tmpdirs.v[i], e->msg);
-            kn_err_free(e);
-        }
-    }
-    kn_strv_release(&ops->tmpdirs);
+    ex_store_remove_trees(&ops->tmpdirs);
     free(ops->context_dir);
     for (size_t i = 0; i < ops->ncontexts; i++) {
         free((char *)ops->contexts[i].name);

@@ -94,6 +94,18 @@ int ex_store_remove_tree(const char *path, struct kn_error **err)
     return ex_rm_rf_at(AT_FDCWD, path, err);
 }
 
+void ex_store_remove_trees(struct kn_strv *dirs)
+{
+    for (size_t i = 0; i < dirs->n; i++) {
+        struct kn_error *e = NULL;
+        if (ex_store_remove_tree(dirs->v[i], &e) < 0) {
+            kn_warn("cannot remove '%s': %s", dirs->v[i], e->msg);
+            kn_err_free(e);
+        }
+    }
+    kn_strv_release(dirs);
+}
+
 static int du_dir(int dfd, uint64_t *bytes, int depth, struct kn_error **err)
 {
     if (depth > EX_MAX_DEPTH)

@@ -99,6 +99,9 @@ int ex_store_usage(struct ex_store *s, uint64_t *bytes, struct kn_error **err);
 int ex_store_remove_tree(const char *path, struct kn_error **err);
 /* The same for name relative to dirfd (name itself is not followed). */
 int ex_store_remove_tree_at(int dirfd, const char *name, struct kn_error **err);
+/* Removes every tree of dirs (a failure is a warning: cleaning up must not
+ * fail what succeeded) and releases dirs. */
+void ex_store_remove_trees(struct kn_strv *dirs);
 /* Copies in to out from their current offsets to the end of in: a reflink
  * where the file system shares extents, else copy_file_range, else reads
  * and writes. name is used in messages. On failure errno is kept. */
