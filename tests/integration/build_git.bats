@@ -102,6 +102,18 @@ EOF
     assert_file copy three
 }
 
+@test "without git on PATH, ADD of a repository fails at its line and says why" {
+    # every command of /usr/bin but git's
+    local f
+    mkdir -p "$TESTDIR/bin"
+    for f in /usr/bin/*; do
+        [[ ${f##*/} == git* ]] || ln -s "$f" "$TESTDIR/bin/"
+    done
+    printf 'FROM %s\nADD %s#v1 /src\n' "$BASE" "$REPO" >Dockerfile
+    PATH=$TESTDIR/bin kbuild 1 .
+    assert_stderr_contains "Dockerfile:2:1: error: ADD of a git repository needs git, which is not installed"
+}
+
 @test "a missing ref fails at its Dockerfile line with git's message" {
     cat >Dockerfile <<EOF
 FROM $BASE
