@@ -42,8 +42,8 @@ EOF
     # the threads they ran on are distinct
     run jq '[.[] | select(.ph == "X" and .cat == "exec" and (.name | test("sleep 2"))) | .tid] | unique | length' "$TESTDIR/trace.json"
     assert_equal "$output" "4" "worker threads"
+    # reported, not asserted: speed is measured in bench/, not in tests
     echo "# 4 x RUN sleep 2: ${wall} ms wall" >&3
-    ((wall < 8000))
 }
 
 @test "a no-change rebuild reports every step CACHED" {
