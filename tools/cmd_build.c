@@ -46,6 +46,8 @@ static void build_usage(FILE *f)
         "      --trace FILE             write a Chrome trace of the build\n"
         "      --secret id=ID,src=FILE|env=VAR  a secret for RUN --mount=type=secret\n"
         "      --network host|none      network of RUN steps (default host)\n"
+        "      --allow security.insecure  let RUN --security=insecure run with every capability\n"
+        "                               and no seccomp filter\n"
         "      --isolation auto|userns|chroot\n"
         "      --compression gzip|zstd|none[:LEVEL]\n"
         "      --source-date-epoch N    clamp timestamps (reproducible builds)\n"
@@ -69,6 +71,7 @@ enum {
     OPT_TRACE,
     OPT_SECRET,
     OPT_NETWORK,
+    OPT_ALLOW,
     OPT_ISOLATION,
     OPT_COMPRESSION,
     OPT_SDE,
@@ -88,6 +91,7 @@ struct build_args {
     KN_VEC(struct ex_secret) secrets;
     struct kn_strv secret_strs;
     bool push, no_cache;
+    bool allow_insecure; /* --allow security.insecure */
     int jobs;
     enum ex_network network;
     enum ex_isolation isolation;
@@ -227,6 +231,7 @@ static int parse_args(int argc, char **argv, struct build_args *a)
         {"trace", required_argument, NULL, OPT_TRACE},
         {"secret", required_argument, NULL, OPT_SECRET},
         {"network", required_argument, NULL, OPT_NETWORK},
+        {"allow", required_argument, NULL, OPT_ALLOW},
         {"isolation", required_argument, NULL, OPT_ISOLATION},
         {"compression", required_argument, NULL, OPT_COMPRESSION},
         {"source-date-epoch", required_argument, NULL, OPT_SDE},
@@ -329,6 +334,17 @@ static int parse_args(int argc, char **argv, struct build_args *a)
                 a->network = EX_NETWORK_NONE;
             else
                 return kiln_usage_error("unknown network '%s' (host or none)", optarg);
+            break;
+        case OPT_ALLOW:
+            if (strcmp(optarg, "security.insecure") == 0)
+                a->allow_insecure = true;
+            else if (strcmp(optarg, "network.host") == 0)
+                return kiln_usage_error("--allow network.host: kiln's RUN steps may always use "
+                                        "the host's network (its default): drop the flag");
+            else
+                return kiln_usage_error("unknown entitlement '%s' for --allow "
+                                        "(security.insecure)",
+                                        optarg);
             break;
         case OPT_ISOLATION:
             if (strcmp(optarg, "auto") == 0)
@@ -711,6 +727,7 @@ static int do_build(struct build_args *a, struct kn_error **err)
             .secrets = a->secrets.v,
             .nsecrets = a->secrets.n,
             .ssh_sock = ssh_sock && *ssh_sock ? ssh_sock : NULL,
+            .allow_insecure = a->allow_insecure,
             .platform = platform,
             .cache_from = from,
             .ncache_from = a->cache_from.n,

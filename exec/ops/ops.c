@@ -651,6 +651,12 @@ int ex_ops_cache_key(struct ex_ops *ops, const struct ir_graph *g, uint32_t vi,
                      struct ex_result *const *inputs, char key[KN_DIGEST_SIZE],
                      struct kn_error **err)
 {
+    /* an entitlement is checked whether the step runs or is cached */
+    if (g->v[vi].op == IR_EXEC && g->v[vi].u.exec.security == IR_SEC_INSECURE &&
+        !ops->o.allow_insecure)
+        return kn_err_set(err, KN_E_FAILED,
+                          "RUN --security=insecure is not allowed: build with --allow "
+                          "security.insecure");
     if (!may_speculate(ops, g, vi, inputs))
         return cache_key_now(ops, g, vi, inputs, key, err);
     struct ex_spec_key *s = kn_calloc(1, sizeof(*s));

@@ -54,6 +54,7 @@ struct ex_ops_opts {
     const struct ex_secret *secrets;
     size_t nsecrets;
     const char *ssh_sock; /* $SSH_AUTH_SOCK for type=ssh, or NULL */
+    bool allow_insecure;  /* RUN --security=insecure may run (--allow security.insecure) */
     struct ir_platform platform;
     /* registry caches (--cache-from / --cache-to type=registry), borrowed:
      * looked up, in order, after a miss in the store's own cache index;

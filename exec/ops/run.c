@@ -446,6 +446,7 @@ int ex_ops_run_exec(struct ex_ops *ops, const struct ex_job *job, const struct i
             .n_mounts = st.nmounts,
             .output = on_output,
             .output_ctx = (void *)job,
+            .insecure = e->security == IR_SEC_INSECURE,
         };
         if (job && job->on_cancel)
             job->on_cancel(job->ctx, cancel_sandbox, sb);

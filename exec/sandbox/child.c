@@ -455,6 +455,8 @@ static KN_NORETURN void exec_command(const struct sb_plan *p)
     if (chdir(p->workdir[0] ? p->workdir : "/") < 0)
         fail(p, "cannot enter the working directory", p->workdir);
     drop_privileges(p);
+    if (!p->insecure && sb_seccomp_install() < 0)
+        fail(p, "cannot install the seccomp filter", NULL);
     int errfd = p->err_wr;
     if (errfd > 3)
         close_range(3, (unsigned)errfd - 1, 0);
@@ -555,7 +557,7 @@ KN_NORETURN void sb_child_main(const struct sb_plan *p)
         close(wfd);
     close(rootfd);
 
-    if (p->userns || geteuid() == 0)
+    if ((p->userns || geteuid() == 0) && !p->insecure)
         drop_caps(p);
     pid_t cmd = _Fork();
     if (cmd < 0)

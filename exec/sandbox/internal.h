@@ -95,12 +95,17 @@ struct sb_plan {
     size_t n_groups;
     bool set_groups;
     int cap_last;
+    bool insecure; /* RUN --security=insecure: all capabilities, no seccomp filter */
     /* fds, all O_CLOEXEC in the parent */
     int sync_rd; /* the parent writes one byte when the id maps are in place */
     int err_wr;  /* struct sb_child_error on failure */
     int rep_wr;  /* struct sb_created records */
     int stdout_wr, stderr_wr, stdin_rd;
 };
+
+/* Installs the step's seccomp filter (seccomp.c); no_new_privs must be
+ * set. Async-signal-safe. 0, or -1 with errno. */
+int sb_seccomp_install(void);
 
 /* The child: runs as pid 1 of the new pid namespace (or as the chroot
  * parent), never returns. Async-signal-safe only. */

@@ -953,6 +953,7 @@ int ex_sandbox_run(struct ex_sandbox *sb, const struct ex_sandbox_spec *spec, in
     plan.n_groups = pr.user.n_groups;
     plan.set_groups = map.kind != IDMAP_SINGLE;
     plan.cap_last = cap_last_cap();
+    plan.insecure = spec->insecure;
 
     int sync[2] = {-1, -1}, errp[2] = {-1, -1}, rep[2] = {-1, -1}, outp[2] = {-1, -1},
         errout[2] = {-1, -1};

@@ -83,6 +83,9 @@ struct ex_sandbox_spec {
     size_t n_mounts;
     ex_output_fn output; /* NULL: output is only kept for the error tail */
     void *output_ctx;
+    bool insecure; /* RUN --security=insecure: keep every capability of the
+                    * namespace, no seccomp filter (the caller checks that
+                    * the build allows it) */
 };
 
 struct ex_sandbox;

@@ -160,7 +160,7 @@ FROM $BASE
 RUN mkdir /mnt; r() { "\$@" > /dev/null 2>&1 && echo "\$1 WORKED" || echo "\$1 refused"; }; \
     { r mount -t tmpfs none /mnt; r mount --bind / /mnt; r mount -t proc proc /mnt; \
       r umount /proc; r umount -l /etc/hosts; r mount -o remount,rw /sys; \
-      r unshare -m true; r mknod /dev/sda0 b 8 0; r mknod /mem c 1 1; \
+      r unshare -m true; r unshare -U true; r mknod /dev/sda0 b 8 0; r mknod /mem c 1 1; \
       r sh -c 'echo 1 > /proc/sys/vm/drop_caches'; r sh -c 'echo x > /proc/sys/kernel/core_pattern'; \
       r touch /sys/kiln; r sh -c 'echo 1 > /sys/kernel/mm/ksm/run'; \
       r chroot /proc/1/root true; } > /r 2>&1; \
@@ -169,11 +169,12 @@ RUN mkdir /mnt; r() { "\$@" > /dev/null 2>&1 && echo "\$1 WORKED" || echo "\$1 r
 EOF
     build_oci
     assert_file r "$(printf '%s\n' 'mount refused' 'mount refused' 'mount refused' 'umount refused' \
-        'umount refused' 'mount refused' 'unshare refused' 'mknod refused' 'mknod refused' \
+        'umount refused' 'mount refused' 'unshare refused' 'unshare refused' 'mknod refused' \
+        'mknod refused' \
         'sh refused' 'sh refused' 'touch refused' 'sh refused' 'chroot WORKED')"
-    # Docker's default capability set: no CAP_SYS_ADMIN (bit 21), CAP_SYS_MODULE, CAP_SYS_RAWIO
-    # no_new_privs; no seccomp filter (documented, docs/security.md)
-    assert_file r-caps "$(printf '%s\n' 'CapEff: 00000000a80425fb' 'CapBnd: 00000000a80425fb' 'NoNewPrivs: 1' 'Seccomp: 0')"
+    # Docker's default capability set: no CAP_SYS_ADMIN (bit 21), CAP_SYS_MODULE, CAP_SYS_RAWIO;
+    # no_new_privs; a seccomp filter (mode 2, exec/sandbox/seccomp.c)
+    assert_file r-caps "$(printf '%s\n' 'CapEff: 00000000a80425fb' 'CapBnd: 00000000a80425fb' 'NoNewPrivs: 1' 'Seccomp: 2')"
     assert_file r-procsys "/bin/sh: can't create /proc/sys/vm/drop_caches: Read-only file system"
     assert_no_path mem
     # no mount of the build (overlay, binds, proc) ever reached the host's namespace
@@ -181,6 +182,65 @@ EOF
         echo "# a mount of the build is in the host's mount table" >&2
         false
     fi
+}
+
+@test "sandbox: the seccomp filter refuses a new user namespace, also through the i386 entry point" {
+    require_tool gcc
+    # unshare(CLONE_NEWUSER) through syscall(2) and through int 0x80 (the
+    # i386 entry point, syscall 310), where a filter that only knew the
+    # native numbers would let it through; and clone3 (ENOSYS: libc falls
+    # back to clone)
+    cat >probe.c <<'EOF'
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void)
+{
+    long r = syscall(SYS_unshare, CLONE_NEWUSER);
+    printf("unshare: %s\n", r == 0 ? "ok" : strerror(errno));
+#if defined(__x86_64__)
+    long r32;
+    __asm__ volatile("int $0x80" : "=a"(r32) : "a"(310L), "b"((long)CLONE_NEWUSER) : "memory");
+    printf("i386 unshare: %s\n", r32 == 0 ? "ok" : strerror((int)-r32));
+#else
+    printf("i386 unshare: %s\n", strerror(EPERM));
+#endif
+    r = syscall(SYS_clone3, NULL, 0);
+    printf("clone3: %s\n", r == 0 ? "ok" : strerror(errno));
+    return 0;
+}
+EOF
+    gcc -static -O2 -o probe probe.c
+    cat >Dockerfile <<EOF
+FROM $BASE
+COPY probe /probe
+RUN /probe > /r
+EOF
+    build_oci
+    assert_file r "$(printf '%s\n' 'unshare: Operation not permitted' \
+        'i386 unshare: Operation not permitted' 'clone3: Function not implemented')"
+}
+
+@test "RUN --security=insecure needs --allow security.insecure; with it: every capability, no filter" {
+    cat >Dockerfile <<EOF
+FROM $BASE
+RUN --security=insecure grep -E '^(CapEff|Seccomp):' /proc/self/status | tr '\t' ' ' > /r; \
+    unshare -U true && echo userns >> /r
+EOF
+    kbuild 1 -o "type=oci,dest=$TESTDIR/refused" .
+    assert_stderr_contains "Dockerfile:2:1: error: RUN --security=insecure is not allowed: build with --allow security.insecure"
+    [[ ! -e $TESTDIR/refused ]]
+    build_oci --allow security.insecure
+    # every capability there is, in the step's user namespace
+    local all
+    all=$(printf '%016x' $(((1 << ($(cat /proc/sys/kernel/cap_last_cap) + 1)) - 1)))
+    assert_file r "$(printf '%s\n' "CapEff: $all" 'Seccomp: 0' 'userns')"
+    kbuild 2 --allow network.host .
+    assert_stderr_contains "--allow network.host: kiln's RUN steps may always use the host's network"
 }
 
 @test "sandbox: kill -9 -1 in a step finds nothing to kill; /etc/hosts and /etc/hostname are read-only" {
