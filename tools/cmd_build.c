@@ -46,6 +46,8 @@ static void build_usage(FILE *f)
         "      --trace FILE             write a Chrome trace of the build\n"
         "      --secret id=ID,src=FILE|env=VAR  a secret for RUN --mount=type=secret\n"
         "      --network host|none      network of RUN steps (default host)\n"
+        "      --ssh ID[=SOCKET]        forward an ssh agent to RUN --mount=type=ssh,id=ID\n"
+        "                               (default: $SSH_AUTH_SOCK; repeatable)\n"
         "      --allow security.insecure  let RUN --security=insecure run with every capability\n"
         "                               and no seccomp filter\n"
         "      --isolation auto|userns|chroot\n"
@@ -72,6 +74,7 @@ enum {
     OPT_SECRET,
     OPT_NETWORK,
     OPT_ALLOW,
+    OPT_SSH,
     OPT_ISOLATION,
     OPT_COMPRESSION,
     OPT_SDE,
@@ -89,6 +92,7 @@ struct build_args {
     const char *cache_to;
     KN_VEC(struct ex_output) outputs;
     KN_VEC(struct ex_secret) secrets;
+    KN_VEC(struct ex_ssh_agent) ssh; /* strings in secret_strs */
     struct kn_strv secret_strs;
     bool push, no_cache;
     bool allow_insecure; /* --allow security.insecure */
@@ -184,6 +188,41 @@ static int parse_secret(struct build_args *a, const char *spec)
     return 0;
 }
 
+/* --ssh ID[=SOCKET]: an agent RUN --mount=type=ssh,id=ID may use; "default"
+ * without a socket is $SSH_AUTH_SOCK. Only agents' sockets: BuildKit's key
+ * files would mean holding private keys in kiln; load them into an agent. */
+static int parse_ssh(struct build_args *a, const char *spec)
+{
+    const char *eq = strchr(spec, '=');
+    char *id = eq ? kn_strndup(spec, (size_t)(eq - spec)) : kn_strdup(spec);
+    kn_strv_take(&a->secret_strs, id);
+    const char *sock = eq ? eq + 1 : NULL;
+    if (!*id)
+        return kiln_usage_error("invalid --ssh '%s': want ID[=SOCKET]", spec);
+    if (!sock) {
+        if (strcmp(id, "default") != 0)
+            return kiln_usage_error("--ssh %s: name the agent's socket (--ssh %s=SOCKET)", id, id);
+        sock = getenv("SSH_AUTH_SOCK");
+        if (!sock || !*sock)
+            return kiln_usage_error("--ssh default: SSH_AUTH_SOCK is not set");
+    }
+    struct stat st;
+    if (stat(sock, &st) < 0)
+        return kiln_usage_error("--ssh %s: cannot reach '%s': %s", id, sock, strerror(errno));
+    if (!S_ISSOCK(st.st_mode))
+        return kiln_usage_error("--ssh %s: '%s' is not an agent's socket (load keys into an "
+                                "ssh-agent and pass its socket)",
+                                id, sock);
+    for (size_t i = 0; i < a->ssh.n; i++)
+        if (strcmp(a->ssh.v[i].id, id) == 0)
+            return kiln_usage_error("--ssh %s given twice", id);
+    char *s = kn_strdup(sock);
+    kn_strv_take(&a->secret_strs, s);
+    struct ex_ssh_agent ag = {id, s};
+    kn_vec_push(&a->ssh, ag);
+    return 0;
+}
+
 static int parse_compression(struct build_args *a, const char *v)
 {
     _cleanup_free_ char *copy = kn_strdup(v);
@@ -232,6 +271,7 @@ static int parse_args(int argc, char **argv, struct build_args *a)
         {"secret", required_argument, NULL, OPT_SECRET},
         {"network", required_argument, NULL, OPT_NETWORK},
         {"allow", required_argument, NULL, OPT_ALLOW},
+        {"ssh", required_argument, NULL, OPT_SSH},
         {"isolation", required_argument, NULL, OPT_ISOLATION},
         {"compression", required_argument, NULL, OPT_COMPRESSION},
         {"source-date-epoch", required_argument, NULL, OPT_SDE},
@@ -335,6 +375,10 @@ static int parse_args(int argc, char **argv, struct build_args *a)
             else
                 return kiln_usage_error("unknown network '%s' (host or none)", optarg);
             break;
+        case OPT_SSH:
+            if (parse_ssh(a, optarg) != 0)
+                return KILN_EXIT_USAGE;
+            break;
         case OPT_ALLOW:
             if (strcmp(optarg, "security.insecure") == 0)
                 a->allow_insecure = true;
@@ -410,6 +454,7 @@ static void args_release(struct build_args *a)
         ex_output_release(&a->outputs.v[i]);
     free(a->outputs.v);
     free(a->secrets.v);
+    free(a->ssh.v);
 }
 
 /* ---- reading the definition ----------------------------------------------- */
@@ -699,7 +744,6 @@ static int do_build(struct build_args *a, struct kn_error **err)
     }
     if (rc == 0)
         rc = check_platform(g, &platform, err);
-    const char *ssh_sock = getenv("SSH_AUTH_SOCK");
     struct ex_rcache **from = kn_calloc(a->cache_from.n + 1, sizeof(*from));
     struct ex_rcache *to = NULL;
     for (size_t i = 0; i < a->cache_from.n && rc == 0; i++)
@@ -726,7 +770,8 @@ static int do_build(struct build_args *a, struct kn_error **err)
             .ncontexts = ndirs,
             .secrets = a->secrets.v,
             .nsecrets = a->secrets.n,
-            .ssh_sock = ssh_sock && *ssh_sock ? ssh_sock : NULL,
+            .ssh = a->ssh.v,
+            .nssh = a->ssh.n,
             .allow_insecure = a->allow_insecure,
             .platform = platform,
             .cache_from = from,

@@ -8,8 +8,8 @@
  *
  * git runs with nothing of the user's: no system or global config, HOME
  * and the config in the checkout's own directory, no terminal prompt, ssh
- * in batch mode with no config file (an agent is used only when the build
- * forwards one, as RUN --mount=type=ssh does), and only the http, https,
+ * in batch mode with no config file (an agent only when the build forwards
+ * one with --ssh default, as for RUN --mount=type=ssh), and only the http, https,
  * git and ssh transports, so a build cannot read a local repository of the
  * host through file:// or a path.
  *
@@ -61,8 +61,9 @@ static void git_env_init(struct git_env *e, struct ex_ops *ops, const char *home
     env_add(e, kn_strdup("GIT_ALLOW_PROTOCOL=http:https:git:ssh"));
     env_add(e, kn_strdup("GIT_SSH_COMMAND=ssh -F /dev/null -o BatchMode=yes"));
     env_add(e, kn_strdup("LC_ALL=C"));
-    if (ops->o.ssh_sock)
-        env_add(e, kn_asprintf("SSH_AUTH_SOCK=%s", ops->o.ssh_sock));
+    const char *agent = ex_ops_ssh_agent(ops, "default");
+    if (agent)
+        env_add(e, kn_asprintf("SSH_AUTH_SOCK=%s", agent));
 }
 
 static void git_env_release(struct git_env *e)

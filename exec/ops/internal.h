@@ -61,6 +61,8 @@ struct ex_ops {
     size_t ncontexts;
     struct ex_secret *secrets;
     size_t nsecrets;
+    struct ex_ssh_agent *ssh;
+    size_t nssh;
     bool as_root;
     /* cache keys being computed while their step runs (ops.c), and
      * directories to remove when the build ends (git checkouts); under spec_mu */
@@ -95,6 +97,8 @@ int ex_ops_run_file(struct ex_ops *ops, const struct ex_job *job, const struct i
                     struct kn_error **err);
 int ex_ops_run_http(struct ex_ops *ops, const struct ir_source_http *src, struct ex_result **out,
                     struct kn_error **err);
+/* The socket of the forwarded ssh agent id, or NULL. */
+const char *ex_ops_ssh_agent(const struct ex_ops *ops, const char *id);
 int ex_ops_run_git(struct ex_ops *ops, const struct ir_source_git *src, struct ex_result **out,
                    struct kn_error **err);
 /* Packs a RUN's upper directory into a layer blob; rootless, from inside a

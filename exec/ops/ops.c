@@ -348,6 +348,13 @@ struct ex_ops *ex_ops_new(const struct ex_ops_opts *opts, struct kn_error **err)
     }
     ops->nsecrets = opts->nsecrets;
     ops->o.secrets = ops->secrets;
+    ops->ssh = kn_calloc(opts->nssh + 1, sizeof(*ops->ssh));
+    for (size_t i = 0; i < opts->nssh; i++) {
+        ops->ssh[i].id = kn_strdup(opts->ssh[i].id);
+        ops->ssh[i].sock = kn_strdup(opts->ssh[i].sock);
+    }
+    ops->nssh = opts->nssh;
+    ops->o.ssh = ops->ssh;
     ops->as_root = geteuid() == 0;
     pthread_mutex_init(&ops->spec_mu, NULL);
     return ops;
@@ -374,6 +381,11 @@ void ex_ops_free(struct ex_ops *ops)
         free((char *)ops->secrets[i].env);
     }
     free(ops->secrets);
+    for (size_t i = 0; i < ops->nssh; i++) {
+        free((char *)ops->ssh[i].id);
+        free((char *)ops->ssh[i].sock);
+    }
+    free(ops->ssh);
     free(ops);
 }
 
@@ -644,6 +656,14 @@ static void *spec_main(void *arg)
 {
     struct ex_spec_key *s = arg;
     s->rc = cache_key_now(s->ops, s->g, s->vi, s->inputs, s->key, &s->err);
+    return NULL;
+}
+
+const char *ex_ops_ssh_agent(const struct ex_ops *ops, const char *id)
+{
+    for (size_t i = 0; i < ops->o.nssh; i++)
+        if (strcmp(ops->o.ssh[i].id, id) == 0)
+            return ops->o.ssh[i].sock;
     return NULL;
 }
 

@@ -37,6 +37,12 @@ struct ex_secret {
     const char *env; /* environment variable holding the value, or NULL */
 };
 
+/* An ssh agent a build forwards (--ssh ID[=SOCKET]). */
+struct ex_ssh_agent {
+    const char *id;
+    const char *sock;
+};
+
 struct ex_named_dir {
     const char *name;
     const char *dir;
@@ -53,8 +59,11 @@ struct ex_ops_opts {
     size_t ncontexts;
     const struct ex_secret *secrets;
     size_t nsecrets;
-    const char *ssh_sock; /* $SSH_AUTH_SOCK for type=ssh, or NULL */
-    bool allow_insecure;  /* RUN --security=insecure may run (--allow security.insecure) */
+    /* the agents RUN --mount=type=ssh,id=ID may reach (and git fetches over
+     * ssh use "default"); none unless the caller forwards them */
+    const struct ex_ssh_agent *ssh;
+    size_t nssh;
+    bool allow_insecure; /* RUN --security=insecure may run (--allow security.insecure) */
     struct ir_platform platform;
     /* registry caches (--cache-from / --cache-to type=registry), borrowed:
      * looked up, in order, after a miss in the store's own cache index;

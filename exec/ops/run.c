@@ -349,16 +349,20 @@ static int build_mounts(struct ex_ops *ops, struct run_state *st, const struct i
             if (add_secret(ops, st, m, em, &skip, err) < 0)
                 return -1;
             break;
-        case IR_MOUNT_SSH:
-            if (!ops->o.ssh_sock) {
+        case IR_MOUNT_SSH: {
+            const char *id = m->id ? m->id : "default";
+            const char *sock = ex_ops_ssh_agent(ops, id);
+            if (!sock) {
                 if (m->required)
                     return kn_err_set(err, KN_E_NOTFOUND,
-                                      "ssh agent requested but none is available (SSH_AUTH_SOCK)");
+                                      "ssh agent '%s' requested but not forwarded: build with "
+                                      "--ssh %s",
+                                      id, id);
                 skip = true;
                 break;
             }
             em->type = EX_MOUNT_SSH;
-            em->source = ops->o.ssh_sock;
+            em->source = sock;
             if (!em->target)
                 em->target = "/run/buildkit/ssh_agent.0";
             em->mode = m->mode >= 0 ? (unsigned)m->mode : 0600;
@@ -366,6 +370,7 @@ static int build_mounts(struct ex_ops *ops, struct run_state *st, const struct i
             em->gid = m->gid >= 0 ? (gid_t)m->gid : 0;
             kn_strv_take(&st->env, kn_asprintf("SSH_AUTH_SOCK=%s", em->target));
             break;
+        }
         }
         if (!skip)
             st->nmounts++;

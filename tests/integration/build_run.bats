@@ -385,7 +385,7 @@ EOF
     assert_equal "$(stat -c '%a %U' "$ROOTLESS_DIR/local/home/kiln/x")" "644 kilnnosub" "local export"
 }
 
-@test "RUN --mount=type=ssh reaches the agent of SSH_AUTH_SOCK; --secret env=VAR" {
+@test "RUN --mount=type=ssh reaches only the agents --ssh forwards; --secret env=VAR" {
     require_tool ssh-agent
     sock=$TESTDIR/agent.sock
     ssh-agent -a "$sock" -s >"$TESTDIR/agent.env"
@@ -394,17 +394,26 @@ EOF
     cat >Dockerfile <<EOF
 FROM $BASE
 RUN --mount=type=ssh test -S "\$SSH_AUTH_SOCK" && echo "\$SSH_AUTH_SOCK" > /ssh-sock
+RUN --mount=type=ssh,id=deploy,target=/agent test -S /agent && echo deploy > /deploy
 RUN --mount=type=secret,id=fromenv cat /run/secrets/fromenv > /dev/null && wc -c < /run/secrets/fromenv > /env-secret-len
 EOF
-    MY_SECRET=abcdef SSH_AUTH_SOCK=$sock build_oci --secret id=fromenv,env=MY_SECRET
+    MY_SECRET=abcdef SSH_AUTH_SOCK=$sock build_oci --ssh default --ssh "deploy=$sock" \
+        --secret id=fromenv,env=MY_SECRET
     assert_file ssh-sock /run/buildkit/ssh_agent.0
+    assert_file deploy deploy
     assert_file env-secret-len 6
-    # without an agent: an optional ssh mount (the default) is left out, a
-    # required one is an error with the line
+    # an agent the build was not given stays out of reach, SSH_AUTH_SOCK or
+    # not: an optional ssh mount (the default) is left out, a required one is
+    # an error with the line
     printf 'FROM %s\nRUN --mount=type=ssh test ! -e /run/buildkit/ssh_agent.0\n' "$BASE" >Dockerfile
-    SSH_AUTH_SOCK='' kbuild .
+    SSH_AUTH_SOCK=$sock kbuild .
     printf 'FROM %s\nRUN --mount=type=ssh,required=true true\n' "$BASE" >Dockerfile
-    SSH_AUTH_SOCK='' kbuild 1 .
+    SSH_AUTH_SOCK=$sock kbuild 1 .
     assert_stderr_contains "Dockerfile:2"
-    assert_stderr_contains "ssh agent requested but none is available (SSH_AUTH_SOCK)"
+    assert_stderr_contains "ssh agent 'default' requested but not forwarded: build with --ssh default"
+    # what --ssh refuses
+    kbuild 2 --ssh "deploy=$TESTDIR/agent.env" .
+    assert_stderr_contains "--ssh deploy: '$TESTDIR/agent.env' is not an agent's socket"
+    SSH_AUTH_SOCK='' kbuild 2 --ssh default .
+    assert_stderr_contains "--ssh default: SSH_AUTH_SOCK is not set"
 }
