@@ -122,6 +122,13 @@ const char *lw_arg_override(struct lw *lw, const char *key);
 /* HTTP_PROXY & co.: usable in RUN without an ARG, never in history. */
 bool lw_is_proxy_arg(const char *key);
 
+/* Build checks (checks.c): BuildKit's text-only lint rules; warnings become
+ * notes of g. config: BUILDKIT_DOCKERFILE_CHECK's value, else the
+ * `# check=` directive is used. -1 with *err for a bad configuration, or
+ * for any violation under error=true. */
+int fe_checks_run(const struct fe_dockerfile *df, const char *file, const char *config,
+                  struct ir_graph *g, struct kn_error **err);
+
 /* Variable lookup of a stage (ENV, then declared ARGs) or of the global
  * scope (st == NULL: global ARGs and the automatic platform ARGs). */
 struct lw_scope {

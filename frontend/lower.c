@@ -940,7 +940,7 @@ static int lower_all(struct lw *lw, struct kn_error **err)
     struct kn_buf unused = KN_BUF_INIT;
     for (size_t i = 0; i < lw->build_args.n; i++) {
         struct lw_buildarg *b = &lw->build_args.v[i];
-        if (b->used || lw_is_proxy_arg(b->key))
+        if (b->used || lw_is_proxy_arg(b->key) || strcmp(b->key, "BUILDKIT_DOCKERFILE_CHECK") == 0)
             continue;
         bool dup = false;
         for (size_t j = 0; j < i; j++)
@@ -1010,7 +1010,14 @@ struct ir_graph *fe_dockerfile_lower(const struct fe_request *req, struct kn_err
     lw.df = df;
     lw.file = file;
     lw.g = ir_graph_new();
-    int rc = lower_all(&lw, err);
+    /* the checks' configuration: BUILDKIT_DOCKERFILE_CHECK wins over # check= */
+    const char *check_cfg = NULL;
+    for (size_t i = 0; i < req->nbuild_args; i++)
+        if (kn_str_startswith(req->build_args[i], "BUILDKIT_DOCKERFILE_CHECK="))
+            check_cfg = req->build_args[i] + strlen("BUILDKIT_DOCKERFILE_CHECK=");
+    int rc = fe_checks_run(df, file, check_cfg, lw.g, err);
+    if (rc == 0)
+        rc = lower_all(&lw, err);
     lw_release(&lw);
     fe_dockerfile_free(df);
     if (rc < 0) {

@@ -293,7 +293,10 @@ static void test_resolver(void)
     s = config_field(g, "Labels");
     is_str(s, "{\"from\":\"base\"}", "base labels inherited");
     free(s);
-    ok(g->nnotes == 0, "no unresolved note");
+    bool unresolved = false;
+    for (size_t i = 0; g && i < g->nnotes; i++)
+        unresolved |= strstr(g->notes[i], "not resolved") != NULL;
+    ok(g && !unresolved, "no unresolved note");
     ir_graph_free(g);
 
     /* a resolver that cannot answer: unresolved note; an error: fails at FROM */
