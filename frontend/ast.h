@@ -141,6 +141,9 @@ struct fe_vars {
     void *ctx;
     /* Returns the value, or NULL when the variable is not set. */
     const char *(*lookup)(void *ctx, const char *name);
+    /* Optional: told of a variable used as $v or ${v} (no default, no
+     * test) that is not set. */
+    void (*unset)(void *ctx, const char *name);
 };
 
 /* Expands one word (quotes removed). ${v:?msg} of an unset var is an error. */

@@ -10,7 +10,9 @@
  * Rules: ConsistentInstructionCasing, ExposeProtoCasing, FromAsCasing,
  * JSONArgsRecommended, LegacyKeyValueFormat, MaintainerDeprecated,
  * MultipleInstructionsDisallowed, RedundantTargetPlatform, ReservedStageName,
- * SecretsUsedInArgOrEnv, StageNameCasing, WorkdirRelativePath.
+ * SecretsUsedInArgOrEnv, StageNameCasing, WorkdirRelativePath; and, from
+ * the lowering (which knows the variables in scope), UndefinedVar and
+ * UndefinedArgInFrom.
  */
 #include "frontend/internal.h"
 
@@ -22,7 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
-struct ck {
+struct fe_checks {
     const struct fe_dockerfile *df;
     const char *file;
     struct ir_graph *g;
@@ -33,7 +35,7 @@ struct ck {
     int first_line;
 };
 
-static bool skipped(const struct ck *c, const char *rule)
+static bool skipped(const struct fe_checks *c, const char *rule)
 {
     if (c->all_skipped)
         return true;
@@ -43,29 +45,45 @@ static bool skipped(const struct ck *c, const char *rule)
     return false;
 }
 
-static void warn(struct ck *c, const struct fe_instr *in, const char *rule, const char *fmt, ...)
-    KN_PRINTF(4, 5);
-static void warn(struct ck *c, const struct fe_instr *in, const char *rule, const char *fmt, ...)
+static void vwarn(struct fe_checks *c, int line, const char *rule, const char *fmt, va_list ap)
 {
     if (skipped(c, rule))
         return;
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    ir_graph_add_note(c->g, "%s:%d: %s: %s", c->file, in->pos.line, rule, msg);
+    ir_graph_add_note(c->g, "%s:%d: %s: %s", c->file, line, rule, msg);
     bool seen = false;
     for (size_t i = 0; i < c->hit.n && !seen; i++)
         seen = strcmp(c->hit.v[i], rule) == 0;
     if (!seen)
         kn_strv_push(&c->hit, rule);
     if (!c->first_line)
-        c->first_line = in->pos.line;
+        c->first_line = line;
+}
+
+static void warn(struct fe_checks *c, const struct fe_instr *in, const char *rule, const char *fmt,
+                 ...) KN_PRINTF(4, 5);
+static void warn(struct fe_checks *c, const struct fe_instr *in, const char *rule, const char *fmt,
+                 ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vwarn(c, in->pos.line, rule, fmt, ap);
+    va_end(ap);
+}
+
+void fe_checks_warn(struct fe_checks *c, int line, const char *rule, const char *fmt, ...)
+{
+    if (!c)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vwarn(c, line, rule, fmt, ap);
+    va_end(ap);
 }
 
 /* "skip=A,B;error=true" */
-static int parse_config(struct ck *c, const char *spec, struct kn_error **err)
+static int parse_config(struct fe_checks *c, const char *spec, struct kn_error **err)
 {
     _cleanup_free_ char *copy = kn_strdup(spec);
     char *save = NULL;
@@ -156,7 +174,7 @@ static bool legacy_kv(const struct fe_instr *in)
     return n && !memchr(t, '=', n);
 }
 
-static void check_instr(struct ck *c, const struct fe_instr *in, int upper_majority)
+static void check_instr(struct fe_checks *c, const struct fe_instr *in, int upper_majority)
 {
     char kw[32];
     keyword(in, kw, sizeof(kw));
@@ -231,15 +249,18 @@ static void check_instr(struct ck *c, const struct fe_instr *in, int upper_major
     }
 }
 
-int fe_checks_run(const struct fe_dockerfile *df, const char *file, const char *config,
-                  struct ir_graph *g, struct kn_error **err)
+struct fe_checks *fe_checks_new(const struct fe_dockerfile *df, const char *file,
+                                const char *config, struct ir_graph *g, struct kn_error **err)
 {
-    struct ck c = {.df = df, .file = file, .g = g};
+    struct fe_checks *c = kn_calloc(1, sizeof(*c));
+    c->df = df;
+    c->file = file;
+    c->g = g;
     const char *spec = config ? config : df->check;
-    if (spec && parse_config(&c, spec, err) < 0) {
-        kn_strv_release(&c.skip);
+    if (spec && parse_config(c, spec, err) < 0) {
         kn_err_at(*err, file, 1, 1);
-        return -1;
+        fe_checks_free(c);
+        return NULL;
     }
     /* the casing the majority of the instructions use */
     int majority = 0;
@@ -258,14 +279,14 @@ int fe_checks_run(const struct fe_dockerfile *df, const char *file, const char *
             memset(last, 0, sizeof(last));
             abs_workdir = false;
         }
-        check_instr(&c, in, majority);
+        check_instr(c, in, majority);
         int slot = in->kind == FE_CMD           ? 0
                    : in->kind == FE_ENTRYPOINT  ? 1
                    : in->kind == FE_HEALTHCHECK ? 2
                                                 : -1;
         if (slot >= 0) {
             if (last[slot])
-                warn(&c, last[slot], "MultipleInstructionsDisallowed",
+                warn(c, last[slot], "MultipleInstructionsDisallowed",
                      "Multiple %s instructions should not be used in the same stage because "
                      "only the last one will be used",
                      fe_kind_name(in->kind));
@@ -276,22 +297,33 @@ int fe_checks_run(const struct fe_dockerfile *df, const char *file, const char *
             if (w[0] == '/' || w[0] == '$')
                 abs_workdir = true;
             else if (!abs_workdir)
-                warn(&c, in, "WorkdirRelativePath",
+                warn(c, in, "WorkdirRelativePath",
                      "Relative workdir \"%s\" can have unexpected results if the base image "
                      "changes",
                      w);
         }
     }
-    int rc = 0;
-    if (c.error && c.hit.n) {
-        struct kn_buf b = KN_BUF_INIT;
-        for (size_t i = 0; i < c.hit.n; i++)
-            kn_buf_addf(&b, "%s%s", i ? ", " : "", c.hit.v[i]);
-        rc = kn_err_set(err, KN_E_PARSE, "lint violation found for rules: %s", b.data);
-        kn_err_at(*err, file, c.first_line, 1);
-        kn_buf_release(&b);
-    }
-    kn_strv_release(&c.skip);
-    kn_strv_release(&c.hit);
-    return rc;
+    return c;
+}
+
+int fe_checks_finish(struct fe_checks *c, struct kn_error **err)
+{
+    if (!c->error || !c->hit.n)
+        return 0;
+    struct kn_buf b = KN_BUF_INIT;
+    for (size_t i = 0; i < c->hit.n; i++)
+        kn_buf_addf(&b, "%s%s", i ? ", " : "", c->hit.v[i]);
+    kn_err_set(err, KN_E_PARSE, "lint violation found for rules: %s", b.data);
+    kn_err_at(*err, c->file, c->first_line, 1);
+    kn_buf_release(&b);
+    return -1;
+}
+
+void fe_checks_free(struct fe_checks *c)
+{
+    if (!c)
+        return;
+    kn_strv_release(&c->skip);
+    kn_strv_release(&c->hit);
+    free(c);
 }

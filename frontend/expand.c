@@ -525,6 +525,8 @@ static int dollar_braced(struct lexer *lx, struct kn_buf *out, const char *name)
     bool null_is_unset = false;
     if (ch == '}') {
         const char *v = lookup(lx, name);
+        if (!v && lx->vars && lx->vars->unset)
+            lx->vars->unset(lx->vars->ctx, name);
         kn_buf_adds(out, v ? v : "");
         return 0;
     }
@@ -606,6 +608,8 @@ static int dollar(struct lexer *lx, struct kn_buf *out)
             kn_buf_addc(out, '$');
         } else {
             const char *v = lookup(lx, name.data);
+            if (!v && lx->vars && lx->vars->unset)
+                lx->vars->unset(lx->vars->ctx, name.data);
             kn_buf_adds(out, v ? v : "");
         }
         kn_buf_release(&name);

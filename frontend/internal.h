@@ -52,6 +52,7 @@ struct lw_image {
     bool has_shell;
     lw_strvec onbuild;
     bool args_escaped;
+    bool env_unknown; /* the base's config was not resolved: its ENV is unknown */
 };
 
 enum lw_stage_state { LW_STAGE_NEW, LW_STAGE_BUSY, LW_STAGE_DONE };
@@ -96,6 +97,8 @@ struct lw {
     int64_t scratch_vertex;
     lw_strvec unresolved; /* base refs whose config was not resolved */
     int depth;            /* stages being lowered at once (recursion bound) */
+    struct fe_checks *checks;
+    lw_strvec undefined_seen; /* "LINE:NAME" already reported */
 };
 
 /* How many stages may wait on each other (FROM x / COPY --from=x chains):
@@ -122,18 +125,25 @@ const char *lw_arg_override(struct lw *lw, const char *key);
 /* HTTP_PROXY & co.: usable in RUN without an ARG, never in history. */
 bool lw_is_proxy_arg(const char *key);
 
-/* Build checks (checks.c): BuildKit's text-only lint rules; warnings become
- * notes of g. config: BUILDKIT_DOCKERFILE_CHECK's value, else the
- * `# check=` directive is used. -1 with *err for a bad configuration, or
- * for any violation under error=true. */
-int fe_checks_run(const struct fe_dockerfile *df, const char *file, const char *config,
-                  struct ir_graph *g, struct kn_error **err);
+/* Build checks (checks.c): BuildKit's lint rules; warnings become notes of
+ * g. config: BUILDKIT_DOCKERFILE_CHECK's value, else the `# check=`
+ * directive. new runs the rules the text decides (NULL with *err for a bad
+ * configuration); the lowering adds its own with fe_checks_warn (c may be
+ * NULL); finish fails (-1 with *err) on any violation under error=true. */
+struct fe_checks;
+struct fe_checks *fe_checks_new(const struct fe_dockerfile *df, const char *file,
+                                const char *config, struct ir_graph *g, struct kn_error **err);
+void fe_checks_warn(struct fe_checks *c, int line, const char *rule, const char *fmt, ...)
+    KN_PRINTF(4, 5);
+int fe_checks_finish(struct fe_checks *c, struct kn_error **err);
+void fe_checks_free(struct fe_checks *c);
 
 /* Variable lookup of a stage (ENV, then declared ARGs) or of the global
  * scope (st == NULL: global ARGs and the automatic platform ARGs). */
 struct lw_scope {
     struct lw *lw;
     struct lw_stage *st;
+    const struct fe_instr *in; /* for UndefinedVar warnings; NULL: none */
 };
 struct fe_vars lw_vars(struct lw_scope *scope);
 

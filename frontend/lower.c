@@ -127,16 +127,40 @@ static const char *scope_lookup(void *ctx, const char *name)
     return kv ? kv->value : NULL;
 }
 
+/* UndefinedVar (in a stage) and UndefinedArgInFrom (FROM's global scope),
+ * once per line and name; not in a stage whose base's ENV is unknown. */
+static void scope_unset(void *ctx, const char *name)
+{
+    struct lw_scope *sc = ctx;
+    struct lw *lw = sc->lw;
+    if (!sc->in || !lw->checks || (sc->st && sc->st->img.env_unknown))
+        return;
+    /* an ARG declared without a value is declared */
+    if (kv_find(sc->st ? &sc->st->args : &lw->global_args, name))
+        return;
+    char *key = lw_printf(lw, "%d:%s", sc->in->pos.line, name);
+    for (size_t i = 0; i < lw->undefined_seen.n; i++)
+        if (strcmp(lw->undefined_seen.v[i], key) == 0)
+            return;
+    kn_vec_push(&lw->undefined_seen, key);
+    if (sc->in->kind == FE_FROM)
+        fe_checks_warn(lw->checks, sc->in->pos.line, "UndefinedArgInFrom",
+                       "FROM argument '%s' is not declared", name);
+    else
+        fe_checks_warn(lw->checks, sc->in->pos.line, "UndefinedVar",
+                       "Usage of undefined variable '$%s'", name);
+}
+
 struct fe_vars lw_vars(struct lw_scope *scope)
 {
-    struct fe_vars v = {scope, scope_lookup};
+    struct fe_vars v = {scope, scope_lookup, scope_unset};
     return v;
 }
 
 int lw_expand(struct lw *lw, struct lw_stage *st, const struct fe_instr *in, const char *word,
               char **out, struct kn_error **err)
 {
-    struct lw_scope sc = {lw, st};
+    struct lw_scope sc = {lw, st, in};
     struct fe_vars vars = lw_vars(&sc);
     char *res = NULL;
     if (fe_expand_word(word, lw->df->escape, &vars, &res, err) < 0)
@@ -149,7 +173,7 @@ int lw_expand(struct lw *lw, struct lw_stage *st, const struct fe_instr *in, con
 int lw_expand_words(struct lw *lw, struct lw_stage *st, const struct fe_instr *in, const char *text,
                     lw_strvec *out, struct kn_error **err)
 {
-    struct lw_scope sc = {lw, st};
+    struct lw_scope sc = {lw, st, in};
     struct fe_vars vars = lw_vars(&sc);
     struct kn_strv words = {0};
     if (fe_expand_words(text, lw->df->escape, &vars, &words, err) < 0) {
@@ -645,6 +669,7 @@ static int resolve_base_config(struct lw *lw, struct lw_stage *st, const struct 
     const struct fe_resolver *r = lw->req->resolver;
     if (!r || !r->resolve) {
         add_unresolved(lw, ref);
+        st->img.env_unknown = true;
         return 0;
     }
     char *json = NULL;
@@ -655,6 +680,7 @@ static int resolve_base_config(struct lw *lw, struct lw_stage *st, const struct 
     }
     if (!json) {
         add_unresolved(lw, ref);
+        st->img.env_unknown = true;
         return 0;
     }
     int rc = lw_image_from_json(lw, json, &st->img, err);
@@ -912,6 +938,19 @@ static int lower_all(struct lw *lw, struct kn_error **err)
     parse_build_args(lw);
     if (split_stages(lw, err) < 0 || global_args(lw, err) < 0)
         return -1;
+    /* UndefinedArgInFrom for every stage, built or not, as BuildKit checks */
+    for (size_t i = 0; i < lw->nstages; i++) {
+        const struct fe_instr *in = &lw->df->instrs[lw->stages[i].from];
+        if (!in->nargs)
+            continue;
+        struct lw_scope sc = {lw, NULL, in};
+        struct fe_vars vars = lw_vars(&sc);
+        char *res = NULL;
+        struct kn_error *e = NULL;
+        if (fe_expand_word(in->args[0], lw->df->escape, &vars, &res, &e) < 0)
+            kn_err_free(e); /* the stage's own lowering reports it, if built */
+        free(res);
+    }
 
     struct lw_stage *target = &lw->stages[lw->nstages - 1];
     if (lw->req->target && *lw->req->target) {
@@ -994,6 +1033,7 @@ static void lw_release(struct lw *lw)
     free(lw->auto_args.v);
     free(lw->build_args.v);
     free(lw->unresolved.v);
+    free(lw->undefined_seen.v);
     kn_arena_release(&lw->arena);
 }
 
@@ -1015,9 +1055,11 @@ struct ir_graph *fe_dockerfile_lower(const struct fe_request *req, struct kn_err
     for (size_t i = 0; i < req->nbuild_args; i++)
         if (kn_str_startswith(req->build_args[i], "BUILDKIT_DOCKERFILE_CHECK="))
             check_cfg = req->build_args[i] + strlen("BUILDKIT_DOCKERFILE_CHECK=");
-    int rc = fe_checks_run(df, file, check_cfg, lw.g, err);
+    lw.checks = fe_checks_new(df, file, check_cfg, lw.g, err);
+    int rc = lw.checks ? lower_all(&lw, err) : -1;
     if (rc == 0)
-        rc = lower_all(&lw, err);
+        rc = fe_checks_finish(lw.checks, err);
+    fe_checks_free(lw.checks);
     lw_release(&lw);
     fe_dockerfile_free(df);
     if (rc < 0) {

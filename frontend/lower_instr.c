@@ -509,7 +509,7 @@ static int lower_copy_in(struct lw *lw, struct lw_stage *st, const struct fe_ins
         if (kn_str_startswith(a, "<<") && in->nheredocs) {
             w = lw_strdup(lw, a);
         } else if (in->json) {
-            struct lw_scope sc = {lw, st};
+            struct lw_scope sc = {lw, st, in};
             struct fe_vars vars = lw_vars(&sc);
             char *res = NULL;
             if (fe_expand_keep_quotes(a, lw->df->escape, &vars, &res, err) < 0) {
@@ -588,7 +588,7 @@ static int lower_copy_in(struct lw *lw, struct lw_stage *st, const struct fe_ins
             const struct fe_heredoc *h = &in->heredocs[nheredoc++];
             char *data = h->content;
             if (h->expand) {
-                struct lw_scope sc = {lw, st};
+                struct lw_scope sc = {lw, st, in};
                 struct fe_vars vars = lw_vars(&sc);
                 char *res = NULL;
                 if (fe_expand_keep_quotes(h->content, lw->df->escape, &vars, &res, err) < 0) {

@@ -26,7 +26,7 @@ static const char *env_lookup(void *ctx, const char *name)
     return NULL;
 }
 
-static const struct fe_vars vars = {NULL, env_lookup};
+static const struct fe_vars vars = {NULL, env_lookup, NULL};
 
 /* Expands with escape '\\' and returns a static copy, or "ERR: msg". */
 static const char *xw(const struct kv *env, const char *word, char esc)
