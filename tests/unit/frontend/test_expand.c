@@ -28,6 +28,29 @@ static const char *env_lookup(void *ctx, const char *name)
 
 static const struct fe_vars vars = {NULL, env_lookup, NULL};
 
+static void record_unset(void *ctx, const char *name)
+{
+    struct kn_buf *b = ctx;
+    kn_buf_addf(b, "%s%s", b->len ? "," : "", name);
+}
+
+/* The unset variables the expansion of word reports, comma-separated. */
+static char *unset_of(const struct kv *env, const char *word)
+{
+    static char buf[256];
+    struct kn_buf b = KN_BUF_INIT;
+    struct fe_vars v = {&b, env_lookup, record_unset};
+    cur_env = env;
+    char *out = NULL;
+    struct kn_error *err = NULL;
+    if (fe_expand_word(word, '\\', &v, &out, &err) < 0)
+        kn_err_free(err);
+    free(out);
+    snprintf(buf, sizeof(buf), "%s", b.data ? b.data : "");
+    kn_buf_release(&b);
+    return buf;
+}
+
 /* Expands with escape '\\' and returns a static copy, or "ERR: msg". */
 static const char *xw(const struct kv *env, const char *word, char esc)
 {
@@ -105,6 +128,10 @@ int main(void)
     is_str(x(env, "a${FOO}b"), "axxxb", "${v} inside a word");
     is_str(x(env, "$FOO-x"), "xxx-x", "$v ends at a non-name char");
     is_str(x(env, "$NOPE"), "", "unset $v is empty");
+    /* what is reported as unset: plain $v and ${v} only (UndefinedVar) */
+    is_str(unset_of(env, "$NOPE ${NOPE2} $FOO ${BAR}"), "NOPE,NOPE2", "plain unset forms");
+    is_str(unset_of(env, "${A:-x} ${B-x} ${C:+x} ${D+x} ${E#p} ${F/a/b}"), "",
+           "forms with a default, a test or a pattern");
     is_str(x(env, "$"), "$", "lone $");
     is_str(x(env, "a$ b"), "a$ b", "$ before a space");
     is_str(x(env, "$1x"), "x", "$1 is a positional name");
