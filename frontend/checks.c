@@ -11,8 +11,8 @@
  * JSONArgsRecommended, LegacyKeyValueFormat, MaintainerDeprecated,
  * MultipleInstructionsDisallowed, RedundantTargetPlatform, ReservedStageName,
  * SecretsUsedInArgOrEnv, StageNameCasing, WorkdirRelativePath; and, from
- * the lowering (which knows the variables in scope), UndefinedVar and
- * UndefinedArgInFrom.
+ * the lowering (which knows the variables in scope and the context's
+ * .dockerignore), UndefinedVar, UndefinedArgInFrom and CopyIgnoredFile.
  */
 #include "frontend/internal.h"
 

@@ -98,6 +98,8 @@ struct lw {
     lw_strvec unresolved; /* base refs whose config was not resolved */
     int depth;            /* stages being lowered at once (recursion bound) */
     struct fe_checks *checks;
+    struct kn_patterns *ignore; /* the context's .dockerignore, compiled on first use */
+    bool ignore_done;
     lw_strvec undefined_seen; /* "LINE:NAME" already reported */
 };
 
@@ -173,6 +175,8 @@ int lw_resolve_source(struct lw *lw, struct lw_stage *st, const struct fe_instr 
                       const char *name, bool for_from, struct lw_source *out,
                       struct kn_error **err);
 int64_t lw_context_vertex(struct lw *lw, struct kn_error **err);
+/* Does the context's .dockerignore exclude path (relative, clean)? */
+bool lw_context_ignores(struct lw *lw, const char *path);
 int64_t lw_scratch_vertex(struct lw *lw, struct kn_error **err);
 
 /* Adds a vertex with the instruction's location, progress name and stage. */

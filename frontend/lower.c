@@ -13,6 +13,7 @@
  * lower_config.c.
  */
 #include "frontend/internal.h"
+#include "ir/base/pattern.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -482,6 +483,22 @@ int64_t lw_context_vertex(struct lw *lw, struct kn_error **err)
     v.name = ir_graph_strdup(lw->g, "[internal] load build context");
     lw->context_vertex = ir_graph_add(lw->g, &v, err);
     return lw->context_vertex;
+}
+
+bool lw_context_ignores(struct lw *lw, const char *path)
+{
+    if (!lw->ignore_done) {
+        lw->ignore_done = true;
+        if (lw->req->dockerignore && lw->req->dockerignore_len) {
+            struct kn_strv pats = {0};
+            fe_dockerignore_parse(lw->req->dockerignore, lw->req->dockerignore_len, &pats);
+            struct kn_error *e = NULL;
+            lw->ignore = kn_patterns_new(pats.v, pats.n, &e);
+            kn_err_free(e); /* a bad pattern fails the COPY itself, with its message */
+            kn_strv_release(&pats);
+        }
+    }
+    return lw->ignore && kn_patterns_match(lw->ignore, path);
 }
 
 void lw_history(struct lw *lw, struct lw_stage *st, const char *created_by, bool empty_layer)
@@ -1034,6 +1051,7 @@ static void lw_release(struct lw *lw)
     free(lw->build_args.v);
     free(lw->unresolved.v);
     free(lw->undefined_seen.v);
+    kn_patterns_free(lw->ignore);
     kn_arena_release(&lw->arena);
 }
 

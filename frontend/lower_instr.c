@@ -677,6 +677,10 @@ static int lower_copy_in(struct lw *lw, struct lw_stage *st, const struct fe_ins
             a.src = ir_graph_strdup(lw->g, clean);
             if (strpbrk(s, "*?["))
                 a.flags |= IR_FF_WILDCARD;
+            else if (!from && clean[1] && lw_context_ignores(lw, clean + 1))
+                fe_checks_warn(lw->checks, in->pos.line, "CopyIgnoredFile",
+                               "Attempting to %s file \"%s\" that is excluded by .dockerignore",
+                               add ? "Add" : "Copy", clean + 1);
             if (add && (!unpack_set || unpack))
                 a.flags |= IR_FF_UNPACK; /* exec unpacks it if it is a tar archive */
             if (parents)
