@@ -46,6 +46,8 @@ static bool skipped(const struct fe_checks *c, const char *rule)
 }
 
 static void vwarn(struct fe_checks *c, int line, const char *rule, const char *fmt, va_list ap)
+    KN_PRINTF(4, 0);
+static void vwarn(struct fe_checks *c, int line, const char *rule, const char *fmt, va_list ap)
 {
     if (skipped(c, rule))
         return;
@@ -199,12 +201,11 @@ static void check_instr(struct fe_checks *c, const struct fe_instr *in, int uppe
         break;
     case FE_ENV:
     case FE_LABEL:
-        if (legacy_kv(in))
+    case FE_ARG:
+        if (in->kind != FE_ARG && legacy_kv(in))
             warn(c, in, "LegacyKeyValueFormat",
                  "\"%s key=value\" should be used instead of legacy \"%s key value\" format", name,
                  name);
-        /* fall through */
-    case FE_ARG:
         if (in->kind != FE_LABEL)
             for (size_t i = 0; i < in->nkvs; i++)
                 if (secret_name(in->kvs[i].key))
