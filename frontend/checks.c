@@ -54,6 +54,7 @@ static void vwarn(struct fe_checks *c, int line, const char *rule, const char *f
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     ir_graph_add_note(c->g, "%s:%d: %s: %s", c->file, line, rule, msg);
+    c->g->nviolations++;
     bool seen = false;
     for (size_t i = 0; i < c->hit.n && !seen; i++)
         seen = strcmp(c->hit.v[i], rule) == 0;

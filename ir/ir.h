@@ -204,7 +204,8 @@ struct ir_graph {
     size_t noutputs, outcap;
     char **notes; /* lines the frontend wants shown with the graph (e.g. "not resolved") */
     size_t nnotes, notecap;
-    void *index; /* private: digest -> vertex */
+    size_t nviolations; /* how many notes are build-check violations (not in the JSON form) */
+    void *index;        /* private: digest -> vertex */
 };
 
 struct ir_graph *ir_graph_new(void);

@@ -48,6 +48,8 @@ static void build_usage(FILE *f)
         "      --network host|none      network of RUN steps (default host)\n"
         "      --ssh ID[=SOCKET]        forward an ssh agent to RUN --mount=type=ssh,id=ID\n"
         "                               (default: $SSH_AUTH_SOCK; repeatable)\n"
+        "      --check                  run the build checks (# check=) only: warnings, and\n"
+        "                               exit 1 when there is any\n"
         "      --allow security.insecure  let RUN --security=insecure run with every capability\n"
         "                               and no seccomp filter\n"
         "      --isolation auto|userns|chroot\n"
@@ -75,6 +77,7 @@ enum {
     OPT_NETWORK,
     OPT_ALLOW,
     OPT_SSH,
+    OPT_CHECK,
     OPT_ISOLATION,
     OPT_COMPRESSION,
     OPT_SDE,
@@ -96,6 +99,7 @@ struct build_args {
     struct kn_strv secret_strs;
     bool push, no_cache;
     bool allow_insecure; /* --allow security.insecure */
+    bool check;          /* --check: run the build checks only */
     int jobs;
     enum ex_network network;
     enum ex_isolation isolation;
@@ -272,6 +276,7 @@ static int parse_args(int argc, char **argv, struct build_args *a)
         {"network", required_argument, NULL, OPT_NETWORK},
         {"allow", required_argument, NULL, OPT_ALLOW},
         {"ssh", required_argument, NULL, OPT_SSH},
+        {"check", no_argument, NULL, OPT_CHECK},
         {"isolation", required_argument, NULL, OPT_ISOLATION},
         {"compression", required_argument, NULL, OPT_COMPRESSION},
         {"source-date-epoch", required_argument, NULL, OPT_SDE},
@@ -374,6 +379,9 @@ static int parse_args(int argc, char **argv, struct build_args *a)
                 a->network = EX_NETWORK_NONE;
             else
                 return kiln_usage_error("unknown network '%s' (host or none)", optarg);
+            break;
+        case OPT_CHECK:
+            a->check = true;
             break;
         case OPT_SSH:
             if (parse_ssh(a, optarg) != 0)
@@ -742,6 +750,18 @@ static int do_build(struct build_args *a, struct kn_error **err)
             rc = -1;
         }
     }
+    if (rc == 0 && a->check) {
+        /* --check (buildx's): the build checks only, nothing runs */
+        for (size_t i = 0; i < g->nnotes; i++)
+            kn_warn("%s", g->notes[i]);
+        if (g->nviolations)
+            rc = kn_err_set(err, KN_E_FAILED, "%zu build check violation%s", g->nviolations,
+                            g->nviolations == 1 ? "" : "s");
+        else
+            fprintf(stderr, "kiln: check complete, no warnings found\n");
+        if (rc == 0)
+            rc = 1; /* done: nothing below runs */
+    }
     if (rc == 0)
         rc = check_platform(g, &platform, err);
     struct ex_rcache **from = kn_calloc(a->cache_from.n + 1, sizeof(*from));
@@ -839,7 +859,7 @@ static int do_build(struct build_args *a, struct kn_error **err)
     ex_platform_clear(&platform);
     kn_buf_release(&data);
     kn_buf_release(&ignore);
-    return rc;
+    return rc > 0 ? 0 : rc; /* 1: --check found nothing */
 }
 
 int cmd_build(int argc, char **argv)

@@ -146,3 +146,34 @@ EOF
     run_kiln prune --keep-storage 0
     store_still_works
 }
+
+@test "build checks: warnings at their lines in a build, --check runs only them, error=true fails" {
+    # a build shows the warnings and succeeds
+    printf 'FROM %s AS Build\nENV GREETING=$UNDEFINED_NAME\nCMD echo hi\n' "$BASE" >Dockerfile
+    kbuild .
+    assert_stderr_contains "kiln: warning: Dockerfile:1: StageNameCasing: Stage name 'Build' should be lowercase"
+    assert_stderr_contains "kiln: warning: Dockerfile:2: UndefinedVar: Usage of undefined variable '\$UNDEFINED_NAME'"
+    assert_stderr_contains "kiln: warning: Dockerfile:3: JSONArgsRecommended: JSON arguments recommended for CMD"
+    # --check: the same warnings, no step run, exit 1
+    kbuild 1 --check .
+    assert_stderr_contains "Dockerfile:2: UndefinedVar"
+    assert_stderr_contains "kiln: error: 3 build check violations"
+    if grep -q '^#[0-9]' <<<"$stderr"; then
+        echo "# --check ran build steps" >&2
+        false
+    fi
+    # nothing to say: exit 0
+    printf 'FROM %s\nCMD ["echo", "hi"]\n' "$BASE" >Dockerfile
+    kbuild --check .
+    assert_stderr_contains "kiln: check complete, no warnings found"
+    # error=true fails the build at its first violation, before any step runs
+    printf '# check=error=true\nFROM %s\nMAINTAINER me\nRUN touch /ran\n' "$BASE" >Dockerfile
+    kbuild 1 .
+    assert_stderr_contains "kiln: Dockerfile:3:1: error: lint violation found for rules: MaintainerDeprecated"
+    if grep -q '^#[0-9]' <<<"$stderr"; then
+        echo "# a step ran despite error=true" >&2
+        false
+    fi
+    # the build argument overrides the directive
+    kbuild --build-arg BUILDKIT_DOCKERFILE_CHECK=skip=MaintainerDeprecated .
+}
