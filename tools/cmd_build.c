@@ -641,26 +641,43 @@ static int export_outputs(const struct build_args *a, struct ex_ops *ops, struct
 /* ---- the build ------------------------------------------------------------------- */
 
 /* RUN steps execute on this machine's CPU: kiln does not emulate, so a
- * build whose graph runs anything for another OS or architecture is refused
+ * build that would run something for another OS or architecture is refused
  * up front rather than failing with "exec format error" (or, worse,
- * succeeding with a host binary in a foreign image). COPY-only builds may
- * target any platform. */
+ * succeeding with a host binary in a foreign image). A RUN runs on the
+ * platform of the image its root filesystem starts from: a stage `FROM
+ * --platform=$BUILDPLATFORM` runs on the host whatever --platform says (the
+ * cross-compiling pattern); a chain from scratch counts as the target's.
+ * COPY-only builds may target any platform. */
+static const struct ir_platform *run_platform(const struct ir_graph *g, uint32_t vi,
+                                              const struct ir_platform *target)
+{
+    for (size_t hops = 0; hops <= g->nv; hops++) {
+        const struct ir_vertex *v = &g->v[vi];
+        if (v->op == IR_SOURCE_IMAGE)
+            return v->u.image.platform.os ? &v->u.image.platform : target;
+        if ((v->op != IR_EXEC && v->op != IR_FILE && v->op != IR_MERGE) || !v->ninputs)
+            return target;
+        vi = v->inputs[0];
+    }
+    return target;
+}
+
 static int check_platform(const struct ir_graph *g, const struct ir_platform *want,
                           struct kn_error **err)
 {
-    bool runs = false;
-    for (size_t i = 0; i < g->nv && !runs; i++)
-        runs = g->v[i].op == IR_EXEC;
-    if (!runs)
-        return 0;
     struct ir_platform host = {0};
     ex_platform_default(&host);
     int rc = 0;
-    if (strcmp(host.os, want->os) != 0 || strcmp(host.arch, want->arch) != 0)
-        rc = kn_err_set(err, KN_E_FAILED,
-                        "cannot run build steps for platform '%s/%s' on a %s/%s host: "
-                        "kiln does not emulate other architectures",
-                        want->os, want->arch, host.os, host.arch);
+    for (size_t i = 0; i < g->nv && rc == 0; i++) {
+        if (g->v[i].op != IR_EXEC)
+            continue;
+        const struct ir_platform *p = run_platform(g, (uint32_t)i, want);
+        if (strcmp(host.os, p->os) != 0 || strcmp(host.arch, p->arch) != 0)
+            rc = kn_err_set(err, KN_E_FAILED,
+                            "cannot run build steps for platform '%s/%s' on a %s/%s host: "
+                            "kiln does not emulate other architectures",
+                            p->os, p->arch, host.os, host.arch);
+    }
     ex_platform_clear(&host);
     return rc;
 }

@@ -242,6 +242,20 @@ EOF
     kbuild --platform linux/arm64 -t a:latest -o "type=oci,dest=$TESTDIR/arm" .
     skopeo inspect --raw --config "oci:$TESTDIR/arm:latest" >"$TESTDIR/config.json"
     assert_equal "$(cfg .architecture)" '"arm64"'
+    # cross-compiling: a stage FROM --platform=$BUILDPLATFORM runs on the host
+    # for an arm64 image
+    cat >Dockerfile <<EOF
+FROM --platform=\$BUILDPLATFORM $BASE AS build
+ARG TARGETARCH BUILDARCH
+RUN echo "for \$TARGETARCH on \$BUILDARCH by \$(uname -m)" > /out
+FROM scratch
+COPY --from=build /out /out
+EOF
+    rm -rf "$TESTDIR/arm"
+    kbuild --platform linux/arm64 -t a:latest -o "type=oci,dest=$TESTDIR/arm" .
+    unpack_oci "$TESTDIR/arm"
+    assert_equal "$(cfg .architecture)" '"arm64"'
+    assert_file out "for arm64 on amd64 by x86_64"
 }
 
 @test "--build-context: a directory and an image replace a stage or image name" {
