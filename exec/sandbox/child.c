@@ -435,15 +435,27 @@ static void drop_caps(const struct sb_plan *p)
         fail(p, "cannot set capabilities", NULL);
 }
 
+/* The credential calls go straight to the kernel. The child was made by a
+ * raw clone of a multi-threaded process, so glibc's copy of the thread list
+ * still names the parent's threads; its setgroups/setresuid/setresgid
+ * wrappers signal every thread on it to change credentials together and
+ * wait for each, forever for a thread that was being created at the time
+ * of the clone (seen: a build hung in setgroups). The kernel's calls change
+ * the calling thread, the child's only one. */
+static int raw_setgroups(size_t n, const gid_t *groups)
+{
+    return (int)syscall(SYS_setgroups, n, groups);
+}
+
 static void drop_privileges(const struct sb_plan *p)
 {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(p, "cannot set no_new_privs", NULL);
-    if (p->set_groups && setgroups(p->n_groups, p->groups) < 0)
+    if (p->set_groups && raw_setgroups(p->n_groups, p->groups) < 0)
         fail(p, "cannot set supplementary groups", NULL);
-    if (setresgid(p->gid, p->gid, p->gid) < 0)
+    if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0)
         fail(p, "cannot switch to the step's group", NULL);
-    if (setresuid(p->uid, p->uid, p->uid) < 0)
+    if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
         fail(p, "cannot switch to the step's user", NULL);
 }
 
@@ -535,7 +547,7 @@ KN_NORETURN void sb_child_main(const struct sb_plan *p)
     if (dup2(p->stdin_rd, 0) < 0 || dup2(p->stdout_wr, 1) < 0 || dup2(p->stderr_wr, 2) < 0)
         fail(p, "cannot set up stdio", NULL);
     if (p->userns && p->set_groups)
-        setgroups(0, NULL);
+        raw_setgroups(0, NULL);
     if (p->pivot) {
         setup_root(p);
     } else {

@@ -731,6 +731,52 @@ static void case_probe(void)
            "auto resolves to userns (cached)");
 }
 
+/* Threads come and go in kiln while steps start (a COPY's read-ahead, a
+ * speculative cache key, gzip workers): the step's child, a raw clone of
+ * this multi-threaded process, must not wait for any of them. It once hung
+ * in setgroups, whose glibc wrapper signals every thread of the parent's
+ * list and waits for one being created at the time of the clone. An alarm
+ * turns such a hang into a failure. */
+static _Atomic bool churn_stop;
+
+static void *churn_noop(void *arg)
+{
+    return arg;
+}
+
+static void *churn(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&churn_stop)) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, churn_noop, NULL) == 0)
+            pthread_join(t, NULL);
+    }
+    return NULL;
+}
+
+static void case_thread_churn(void)
+{
+    pthread_t th[2];
+    atomic_store(&churn_stop, false);
+    for (int i = 0; i < 2; i++)
+        must(pthread_create(&th[i], NULL, churn, NULL) == 0, "churn thread");
+    alarm(120);
+    int okays = 0;
+    for (int i = 0; i < 40; i++) {
+        struct result r;
+        struct step s = {.cmd = "id -G", .user = "0:0"};
+        struct ex_snapshot_rw *rw = run_step(&s, &r);
+        okays += r.rc == 0 && strcmp(out_of(&r), "0\n") == 0;
+        result_release(&r, rw);
+    }
+    alarm(0);
+    atomic_store(&churn_stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    is_int(okays, 40, "40 steps while threads are created and joined beside them");
+}
+
 static int run_cases(void)
 {
     struct kn_error *e = NULL;
@@ -761,6 +807,7 @@ static int run_cases(void)
     case_legacy_mount();
     case_long_chain();
     case_chroot();
+    case_thread_churn();
     ex_snapshot_unref(base_snap);
     return tap_done();
 }
