@@ -38,16 +38,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pwd.h>
 #include <sched.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 /* Held for writing across fork(), for reading around exec/fileop's file
  * hashing, whose global hash cache has a mutex (ex_ops_nofork_begin). */
@@ -61,112 +57,6 @@ void ex_ops_nofork_begin(void)
 void ex_ops_nofork_end(void)
 {
     pthread_rwlock_unlock(&fork_lock);
-}
-
-struct idrange {
-    unsigned long start, count;
-};
-
-/* The line of FILE (/etc/subuid or /etc/subgid) for the user name or uid. */
-static bool subid_range(const char *file, const char *name, unsigned long id, struct idrange *out)
-{
-    struct kn_buf b = KN_BUF_INIT;
-    bool found = false;
-    if (kn_buf_read_file(&b, file, 1u << 20, NULL) == 0) {
-        char idstr[32];
-        snprintf(idstr, sizeof(idstr), "%lu", id);
-        char *save = NULL;
-        for (char *line = strtok_r(b.data, "\n", &save); line && !found;
-             line = strtok_r(NULL, "\n", &save)) {
-            char *c1 = strchr(line, ':');
-            char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-            if (!c2)
-                continue;
-            *c1 = '\0';
-            if (strcmp(line, idstr) != 0 && (!name || strcmp(line, name) != 0))
-                continue;
-            char *e1 = NULL, *e2 = NULL;
-            unsigned long s = strtoul(c1 + 1, &e1, 10), n = strtoul(c2 + 1, &e2, 10);
-            if (e1 == c2 && *e2 == '\0' && s > 0 && n > 0) {
-                out->start = s;
-                out->count = n;
-                found = true;
-            }
-        }
-    }
-    kn_buf_release(&b);
-    return found;
-}
-
-static int run_map_helper(const char *prog, pid_t pid, unsigned long host_id,
-                          const struct idrange *r, struct kn_error **err)
-{
-    char a[4][32];
-    snprintf(a[0], sizeof(a[0]), "%d", (int)pid);
-    snprintf(a[1], sizeof(a[1]), "%lu", host_id);
-    snprintf(a[2], sizeof(a[2]), "%lu", r->start);
-    snprintf(a[3], sizeof(a[3]), "%lu", r->count);
-    char *argv[] = {(char *)prog, a[0], "0", a[1], "1", "1", a[2], a[3], NULL};
-    pid_t h;
-    int rc = posix_spawn(&h, prog, NULL, NULL, argv, environ);
-    if (rc != 0) {
-        errno = rc;
-        return kn_err_sys(err, "cannot run '%s'", prog);
-    }
-    int st = 0;
-    while (waitpid(h, &st, 0) < 0 && errno == EINTR)
-        ;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return kn_err_set(err, KN_E_IO, "'%s' failed (status %d)", prog, st);
-    return 0;
-}
-
-static int write_proc(pid_t pid, const char *file, const char *data, struct kn_error **err)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return kn_err_sys(err, "cannot open '%s'", path);
-    ssize_t n = write(fd, data, strlen(data));
-    int saved = errno;
-    close(fd);
-    if (n != (ssize_t)strlen(data)) {
-        errno = n < 0 ? saved : EIO;
-        return kn_err_sys(err, "cannot write '%s'", path);
-    }
-    return 0;
-}
-
-/* The same choice as the sandbox's: the subordinate ranges when both
- * helpers and both ranges exist, else the caller alone. */
-static int write_maps(pid_t pid, struct kn_error **err)
-{
-    uid_t uid = geteuid();
-    gid_t gid = getegid();
-    char name[256] = "";
-    struct passwd pw, *res = NULL;
-    char pwbuf[4096];
-    if (getpwuid_r(uid, &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res &&
-        strlen(pw.pw_name) < sizeof(name))
-        strcpy(name, pw.pw_name);
-    struct idrange ru, rg;
-    if (access("/usr/bin/newuidmap", X_OK) == 0 && access("/usr/bin/newgidmap", X_OK) == 0 &&
-        subid_range("/etc/subuid", name[0] ? name : NULL, uid, &ru) &&
-        subid_range("/etc/subgid", name[0] ? name : NULL, uid, &rg)) {
-        if (run_map_helper("/usr/bin/newuidmap", pid, uid, &ru, err) < 0 ||
-            run_map_helper("/usr/bin/newgidmap", pid, gid, &rg, err) < 0)
-            return -1;
-        return 0;
-    }
-    char buf[64];
-    if (write_proc(pid, "setgroups", "deny", err) < 0)
-        return -1;
-    snprintf(buf, sizeof(buf), "0 %u 1", (unsigned)uid);
-    if (write_proc(pid, "uid_map", buf, err) < 0)
-        return -1;
-    snprintf(buf, sizeof(buf), "0 %u 1", (unsigned)gid);
-    return write_proc(pid, "gid_map", buf, err);
 }
 
 /* What the child sends back: the function's result, its error, and up to
@@ -276,7 +166,7 @@ int ex_ops_userns_call(struct ex_ops *ops, ex_userns_fn fn, void *arg, void *out
         rc = kn_err_sys(err, "cannot fork");
     char c = 0;
     bool child_ready = rc == 0 && read_full(ready[0], &c, 1);
-    if (rc == 0 && child_ready && write_maps(pid, err) < 0)
+    if (rc == 0 && child_ready && ex_sandbox_write_idmap(pid, err) < 0)
         rc = -1;
     if (rc == 0 && child_ready)
         write_full(go[1], "g", 1);

@@ -300,6 +300,13 @@ static int idmap_write(const struct idmap *m, pid_t pid, struct kn_error **err)
     return -1;
 }
 
+int ex_sandbox_write_idmap(pid_t pid, struct kn_error **err)
+{
+    struct idmap m;
+    idmap_decide(&m);
+    return idmap_write(&m, pid, err);
+}
+
 /* ---- the plan ---- */
 
 struct prep {

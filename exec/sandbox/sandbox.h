@@ -119,6 +119,13 @@ void ex_sandbox_cancel(struct ex_sandbox *sb);
  * or EX_ISOLATION_CHROOT. */
 enum ex_isolation ex_sandbox_probe(const char *workdir);
 
+/* Writes the id maps a step's user namespace gets (the caller as 0, its
+ * /etc/subuid and /etc/subgid ranges as 1.. through newuidmap/newgidmap
+ * when it has both; as real root, the whole range) for process pid, which
+ * has just unshared its user namespace: so that other work in a namespace
+ * (exec/ops' unpacking and packing) sees the ids a step saw. */
+int ex_sandbox_write_idmap(pid_t pid, struct kn_error **err);
+
 /* The isolation `want` resolves to (AUTO -> the probe). */
 enum ex_isolation ex_sandbox_resolve(enum ex_isolation want, const char *workdir);
 

@@ -6,7 +6,7 @@
  */
 #include "exec/layer/internal.h"
 #include "exec/store/store.h"
-#include "tap.h"
+#include "tap_fmt.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -19,25 +19,6 @@
 #include <sched.h>
 #include <sys/wait.h>
 #include <time.h>
-
-/* tap.h's ok() evaluates its condition twice: evaluate side effects once */
-#define check(expr, ...)                                                                           \
-    do {                                                                                           \
-        bool check_v_ = (expr);                                                                    \
-        ok(check_v_, __VA_ARGS__);                                                                 \
-    } while (0)
-
-static struct kn_strv garbage;
-static const char *F(const char *fmt, ...) KN_PRINTF(1, 2);
-static const char *F(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *m = kn_vasprintf(fmt, ap);
-    va_end(ap);
-    kn_strv_take(&garbage, m);
-    return m;
-}
 
 static bool is_root;
 static bool have_user_xattr;
@@ -229,7 +210,7 @@ static const char *expected_listing(void)
         kn_buf_adds(&b, "d opq/\n- opq/.wh..wh..opq\n- opq/keep\n");
     kn_buf_adds(&b, "l rel -> a.txt\n- suid\n");
     char *d = kn_buf_detach(&b);
-    kn_strv_take(&garbage, d);
+    kn_strv_take(&tap_fmt_strings, d);
     return d;
 }
 
@@ -571,6 +552,6 @@ int main(void)
     test_apply_whiteouts();
     test_writer();
     ex_store_close(store);
-    kn_strv_release(&garbage);
+    F_release();
     return tap_done();
 }

@@ -8,7 +8,7 @@
  */
 #include "exec/layer/internal.h"
 #include "exec/store/store.h"
-#include "tap.h"
+#include "tap_fmt.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -17,24 +17,6 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
-
-#define check(expr, ...)                                                                           \
-    do {                                                                                           \
-        bool check_v_ = (expr);                                                                    \
-        ok(check_v_, __VA_ARGS__);                                                                 \
-    } while (0)
-
-static struct kn_strv garbage;
-static const char *F(const char *fmt, ...) KN_PRINTF(1, 2);
-static const char *F(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *m = kn_vasprintf(fmt, ap);
-    va_end(ap);
-    kn_strv_take(&garbage, m);
-    return m;
-}
 
 static const char *tmp;
 static int serial;
@@ -294,6 +276,6 @@ int main(void)
     corpus(false);
     corpus(true);
     formats();
-    kn_strv_release(&garbage);
+    F_release();
     return tap_done();
 }

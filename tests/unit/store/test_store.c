@@ -4,7 +4,7 @@
  * SIGKILL, stale temp cleanup, layers, the cache index and LRU prune.
  */
 #include "exec/store/internal.h"
-#include "tap.h"
+#include "tap_fmt.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,27 +15,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
-/* tap.h's check() evaluates its condition twice: evaluate side effects once */
-#define check(expr, ...)                                                                           \
-    do {                                                                                           \
-        bool check_v_ = (expr);                                                                    \
-        ok(check_v_, __VA_ARGS__);                                                                 \
-    } while (0)
-
 static char *root;
-static struct kn_strv garbage;
-
-/* a formatted string freed at the end of the test */
-static const char *F(const char *fmt, ...) KN_PRINTF(1, 2);
-static const char *F(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *m = kn_vasprintf(fmt, ap);
-    va_end(ap);
-    kn_strv_take(&garbage, m);
-    return m;
-}
 
 static int count_dir(const char *path, bool skip_dot)
 {
@@ -426,7 +406,7 @@ int main(void)
     test_layers_cache(s);
     test_prune(s);
     ex_store_close(s);
-    kn_strv_release(&garbage);
+    F_release();
     free(root);
     free(big);
     return tap_done();
