@@ -25,7 +25,6 @@
 #include <strings.h>
 
 struct fe_checks {
-    const struct fe_dockerfile *df;
     const char *file;
     struct ir_graph *g;
     bool all_skipped;
@@ -255,7 +254,6 @@ struct fe_checks *fe_checks_new(const struct fe_dockerfile *df, const char *file
                                 const char *config, struct ir_graph *g, struct kn_error **err)
 {
     struct fe_checks *c = kn_calloc(1, sizeof(*c));
-    c->df = df;
     c->file = file;
     c->g = g;
     const char *spec = config ? config : df->check;

@@ -475,18 +475,14 @@ static int lower_copy_in(struct lw *lw, struct lw_stage *st, const struct fe_ins
         }
         kn_vec_push(&c->excludes, p);
     }
+    /* the parser has checked boolean flags and made their values "true" or
+     * "false" */
     const char *bools[] = {"link", "keep-git-dir", "unpack"};
     bool *vals[] = {&link, &keep_git, &unpack};
     for (size_t i = 0; i < 3; i++) {
         const struct fe_flag *bf = fe_instr_flag(in, bools[i]);
-        if (!bf || !bf->has_value || strcmp(bf->value, "true") == 0)
-            continue;
-        if (strcmp(bf->value, "false") != 0) {
-            lw_err(lw, err, in, bf->col, KN_E_PARSE, "invalid value '%s' for --%s", bf->value,
-                   bools[i]);
-            return -1;
-        }
-        *vals[i] = false;
+        if (bf && bf->has_value)
+            *vals[i] = strcmp(bf->value, "false") != 0;
     }
     int mode = -1;
     bool symbolic = false;

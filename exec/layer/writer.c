@@ -154,7 +154,8 @@ struct ex_layer_writer *ex_layer_writer_new(struct ex_store *s, const struct ex_
         return NULL;
     }
     kn_sha256_init(&w->tar_hash);
-    w->out = kn_malloc(OUTBUF_SIZE);
+    if (opts->compression == EX_COMP_ZSTD)
+        w->out = kn_malloc(OUTBUF_SIZE); /* zstd's output; gzip's workers have their own */
     w->copy = kn_malloc(COPYBUF_SIZE);
     if (opts->compression == EX_COMP_GZIP) {
         w->gz = ex_pgzip_new(opts->level ? opts->level : Z_DEFAULT_COMPRESSION,
