@@ -18,7 +18,7 @@ enum {
     IR_MOUNT_NAMES = 5,
     IR_SHARING_NAMES = 3,
     IR_KIND_NAMES = 5,
-    IR_FLAG_NAMES = 10,
+    IR_FLAG_NAMES = 9,
 };
 extern const char *const ir_net_names[];
 extern const char *const ir_sec_names[];

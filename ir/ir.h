@@ -126,8 +126,7 @@ enum ir_file_flags {
     IR_FF_CREATE_PARENTS = 1 << 5,  /* copy/mkdir/mkfile: create missing parent dirs */
     IR_FF_ALLOW_NOT_FOUND = 1 << 6, /* rm: a missing path is fine */
     IR_FF_PARENTS = 1 << 7,         /* copy: keep the source's parent dirs (COPY --parents) */
-    IR_FF_KEEP_GIT_DIR = 1 << 8,    /* ADD of a git source: keep .git */
-    IR_FF_DEST_IS_DIR = 1 << 9,     /* copy: dest ended in '/' (copy into it) */
+    IR_FF_DEST_IS_DIR = 1 << 8,     /* copy: dest ended in '/' (copy into it) */
 };
 
 struct ir_file_action {

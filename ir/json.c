@@ -31,7 +31,7 @@ const char *const ir_sharing_names[] = {"shared", "private", "locked"};
 const char *const ir_kind_names[] = {"copy", "mkdir", "mkfile", "rm", "symlink"};
 const char *const ir_flag_names[] = {
     "follow_symlinks", "dir_contents",    "wildcard", "allow_empty_wildcard", "unpack",
-    "create_parents",  "allow_not_found", "parents",  "keep_git_dir",         "dest_is_dir",
+    "create_parents",  "allow_not_found", "parents",  "dest_is_dir",
 };
 
 _Static_assert(KN_ARRAY_SIZE(ir_net_names) == IR_NET_NAMES, "net names");

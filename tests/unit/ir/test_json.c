@@ -177,7 +177,7 @@ static struct ir_graph *full_graph(void)
                                    NULL,
                                    -1,
                                    NULL,
-                                   IR_FF_UNPACK | IR_FF_KEEP_GIT_DIR,
+                                   IR_FF_UNPACK | IR_FF_DEST_IS_DIR,
                                    NULL,
                                    0};
     v.u.file.actions = a;
@@ -301,7 +301,7 @@ static void test_roundtrip(void)
     is_int(a[2].mode, -1, "mode default");
     is_int(a[3].flags, IR_FF_ALLOW_NOT_FOUND, "rm flags");
     is_str(a[4].target, "../bin/x", "symlink target");
-    is_int(g2->v[6].u.file.actions[0].flags, IR_FF_UNPACK | IR_FF_KEEP_GIT_DIR, "add flags");
+    is_int(g2->v[6].u.file.actions[0].flags, IR_FF_UNPACK | IR_FF_DEST_IS_DIR, "add flags");
     is_int(g2->noutputs, 2, "outputs");
     is_str(g2->outputs[0].config,
            "{\"architecture\":\"arm64\",\"os\":\"linux\",\"config\":{\"Env\":[\"A=1\"],"
